@@ -1,0 +1,1 @@
+//! Shared inputs for ferroplane's criterion benchmarks (seeded route tables, frame bursts).

@@ -1,0 +1,261 @@
+//! The worker: polls its ports, runs each burst through the pipeline to completion, transmits
+//! per egress port, punts exceptions to the control thread and applies what it sends back.
+//!
+//! One call to [`Worker::poll`] is one turn of the poll loop. It never blocks, allocates, or takes
+//! a lock: the punt and reply queues are bounded lock-free rings (crossbeam `ArrayQueue`), and a
+//! full ring is a counted drop.
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use ferroplane_pipeline::buf::PacketBuf;
+use ferroplane_pipeline::counters::{Counter, DropCounters, PortCounters, PuntCounters};
+use ferroplane_pipeline::meta::PortId;
+use ferroplane_pipeline::pool::Pool;
+use ferroplane_pipeline::slowpath::Output;
+use ferroplane_pipeline::stage::{Context, Pipeline, BURST};
+use ferroplane_pipeline::tables::TableHandle;
+use ferroplane_pipeline::verdict::{DropReason, PuntReason, Verdict};
+
+use crate::port::Port;
+
+/// A packet on its way to the slow path.
+#[derive(Debug)]
+pub struct Punt {
+    pub reason: PuntReason,
+    pub buf: PacketBuf,
+}
+
+/// What the slow path sends back, stamped with the pipeline time that caused it (replay writes
+/// it into the output capture; the live process ignores it).
+#[derive(Debug)]
+pub struct Reply {
+    pub output: Output,
+    pub stamp_ns: u64,
+}
+
+/// The two rings between one worker and the control thread.
+pub struct Queues {
+    pub punt: ArrayQueue<Punt>,
+    pub reply: ArrayQueue<Reply>,
+}
+
+impl Queues {
+    pub fn new(capacity: usize) -> Queues {
+        Queues { punt: ArrayQueue::new(capacity), reply: ArrayQueue::new(capacity) }
+    }
+}
+
+/// Everything a worker counts; read by others while it runs.
+pub struct WorkerCounters {
+    /// Indexed by port id.
+    pub ports: Vec<PortCounters>,
+    pub drops: DropCounters,
+    pub punts: PuntCounters,
+    /// Non-empty polls.
+    pub bursts: Counter,
+    pub empty_polls: Counter,
+    /// Time spent in non-empty polls (the live loop measures it; 0 in replay).
+    pub busy_ns: Counter,
+}
+
+impl WorkerCounters {
+    pub fn new(ports: usize) -> WorkerCounters {
+        WorkerCounters {
+            ports: (0..ports).map(|_| PortCounters::default()).collect(),
+            drops: DropCounters::default(),
+            punts: PuntCounters::default(),
+            bursts: Counter::default(),
+            empty_polls: Counter::default(),
+            busy_ns: Counter::default(),
+        }
+    }
+}
+
+/// One poll-mode worker.
+pub struct Worker<P: Port> {
+    pool: Pool,
+    /// Every port, indexed by [`PortId`]: a worker may transmit on any of them.
+    ports: Vec<P>,
+    /// The ports this worker receives from.
+    rx_ports: Vec<PortId>,
+    pipeline: Pipeline,
+    tables: Arc<TableHandle>,
+    queues: Arc<Queues>,
+    counters: Arc<WorkerCounters>,
+    burst: Vec<PacketBuf>,
+    tx: Vec<Vec<PacketBuf>>,
+}
+
+impl<P: Port> Worker<P> {
+    pub fn new(
+        pool: Pool,
+        ports: Vec<P>,
+        rx_ports: Vec<PortId>,
+        pipeline: Pipeline,
+        tables: Arc<TableHandle>,
+        queues: Arc<Queues>,
+    ) -> Worker<P> {
+        let n = ports.len();
+        Worker {
+            pool,
+            ports,
+            rx_ports,
+            pipeline,
+            tables,
+            queues,
+            counters: Arc::new(WorkerCounters::new(n)),
+            burst: Vec::with_capacity(BURST),
+            tx: (0..n).map(|_| Vec::with_capacity(BURST)).collect(),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<WorkerCounters> {
+        self.counters.clone()
+    }
+
+    pub fn ports(&self) -> &[P] {
+        &self.ports
+    }
+
+    pub fn ports_mut(&mut self) -> &mut [P] {
+        &mut self.ports
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// One turn of the poll loop. Returns the number of packets received.
+    pub fn poll(&mut self, now_ns: u64) -> usize {
+        for p in &mut self.ports {
+            p.reclaim(&mut self.pool);
+        }
+        self.apply_replies();
+        let mut n = 0;
+        for &pid in &self.rx_ports {
+            let room = BURST - self.burst.len();
+            if room == 0 {
+                break;
+            }
+            let start = self.burst.len();
+            let Some(port) = self.ports.get_mut(pid as usize) else { continue };
+            let got = port.rx_burst(&mut self.pool, &mut self.burst, room, now_ns);
+            let pc = &self.counters.ports[pid as usize];
+            pc.rx_packets.add(got as u64);
+            for b in &mut self.burst[start..] {
+                b.meta.in_port = pid;
+                pc.rx_bytes.add(b.len() as u64);
+            }
+            n += got;
+        }
+        if n == 0 {
+            self.counters.empty_polls.inc();
+            self.flush_tx();
+            return 0;
+        }
+        self.counters.bursts.inc();
+        {
+            let tables = self.tables.load();
+            let cx = Context { tables: &tables, now_ns };
+            self.pipeline.run(&cx, &mut self.burst);
+        }
+        self.dispose();
+        self.flush_tx();
+        n
+    }
+
+    /// Sends every packet of the burst where its verdict says.
+    fn dispose(&mut self) {
+        while let Some(b) = self.burst.pop() {
+            match b.meta.verdict {
+                Verdict::Forward(port) => self.enqueue_tx(port, b),
+                Verdict::Punt(reason) => {
+                    self.counters.punts.inc(reason);
+                    if let Err(p) = self.queues.punt.push(Punt { reason, buf: b }) {
+                        self.counters.drops.inc(DropReason::PuntQueueFull);
+                        self.pool.free(p.buf);
+                    }
+                }
+                Verdict::Drop(r) => {
+                    self.counters.drops.inc(r);
+                    self.pool.free(b);
+                }
+                Verdict::Continue => {
+                    self.counters.drops.inc(DropReason::NoVerdict);
+                    self.pool.free(b);
+                }
+            }
+        }
+    }
+
+    fn enqueue_tx(&mut self, port: PortId, b: PacketBuf) {
+        let Some(q) = self.tx.get_mut(port as usize) else {
+            self.counters.drops.inc(DropReason::NoTxPort);
+            self.pool.free(b);
+            return;
+        };
+        if q.len() == BURST {
+            self.flush_port(port as usize);
+        }
+        self.tx[port as usize].push(b);
+    }
+
+    /// Applies what the control thread sent back: transmissions, built frames, freed buffers.
+    fn apply_replies(&mut self) {
+        while let Some(r) = self.queues.reply.pop() {
+            match r.output {
+                Output::Transmit { port, mut buf } => {
+                    buf.meta.timestamp_ns = r.stamp_ns;
+                    self.enqueue_tx(port, buf);
+                }
+                Output::Emit { port, frame } => {
+                    let Some(mut b) = self.pool.alloc() else {
+                        self.counters.drops.inc(DropReason::NoBuffer);
+                        continue;
+                    };
+                    if b.fill_from(frame.as_slice()).is_err() {
+                        self.counters.drops.inc(DropReason::NoBuffer);
+                        self.pool.free(b);
+                        continue;
+                    }
+                    b.meta.timestamp_ns = r.stamp_ns;
+                    self.enqueue_tx(port, b);
+                }
+                Output::Free(b) => self.pool.free(b),
+            }
+        }
+    }
+
+    fn flush_port(&mut self, i: usize) {
+        let q = &mut self.tx[i];
+        if q.is_empty() {
+            return;
+        }
+        let bytes: usize = q.iter().map(|b| b.len()).sum();
+        let offered = q.len();
+        let sent = self.ports[i].tx_burst(&mut self.pool, q);
+        let left_bytes: usize = q.iter().map(|b| b.len()).sum();
+        let pc = &self.counters.ports[i];
+        pc.tx_packets.add(sent as u64);
+        pc.tx_bytes.add((bytes - left_bytes) as u64);
+        debug_assert_eq!(offered, sent + q.len());
+        while let Some(b) = q.pop() {
+            self.counters.drops.inc(DropReason::TxFull);
+            self.pool.free(b);
+        }
+    }
+
+    /// Transmits everything queued for every port.
+    pub fn flush_tx(&mut self) {
+        for i in 0..self.tx.len() {
+            self.flush_port(i);
+        }
+    }
+
+    /// Applies pending replies and flushes (replay calls it after the slow path drained).
+    pub fn service_replies(&mut self) {
+        self.apply_replies();
+        self.flush_tx();
+    }
+}

@@ -1,0 +1,236 @@
+//! Aligned memory regions backed by 2 MiB huge pages.
+//!
+//! Packet buffer pools (and later AF_XDP UMEMs and large tables) want memory that is
+//! page-aligned, pinned in few TLB entries and zeroed. [`Region::new`] asks the kernel for
+//! `MAP_HUGETLB` pages of 2 MiB; when none are reserved (`/proc/sys/vm/nr_hugepages` is 0, the
+//! default) it falls back to ordinary 4 KiB pages and logs one warning per process saying how to
+//! reserve huge pages. Either way the region is zeroed, aligned to its page size and unmapped on
+//! drop.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Size of one huge page on x86-64.
+pub const HUGE_PAGE_SIZE: usize = 2 * 1024 * 1024;
+/// Size of one ordinary page.
+pub const PAGE_SIZE: usize = 4096;
+
+/// What backs a [`Region`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// 2 MiB pages from the kernel's reserved huge page pool.
+    HugePages,
+    /// Ordinary 4 KiB pages (the fallback).
+    SmallPages,
+}
+
+/// How to back a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Huge pages when the kernel has them, else small pages with one warning.
+    PreferHuge,
+    /// Huge pages or an error.
+    RequireHuge,
+    /// Small pages only (tests, tiny pools).
+    SmallOnly,
+}
+
+/// Why a region could not be mapped.
+#[derive(Debug)]
+pub enum Error {
+    /// The requested length was zero.
+    ZeroLength,
+    /// `RequireHuge` and the kernel has no free huge pages for this size.
+    NoHugePages { len: usize, source: std::io::Error },
+    /// mmap failed even with small pages.
+    Map { len: usize, source: std::io::Error },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::ZeroLength => write!(f, "a memory region cannot be empty"),
+            Error::NoHugePages { len, source } => write!(
+                f,
+                "no huge pages for a {len}-byte region ({source}); reserve some with \
+                 `echo 256 > /proc/sys/vm/nr_hugepages`"
+            ),
+            Error::Map { len, source } => write!(f, "cannot map a {len}-byte region: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// A zeroed, page-aligned anonymous mapping, unmapped on drop.
+pub struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+    backing: Backing,
+}
+
+// SAFETY: a Region is plain memory exclusively owned by this value.
+unsafe impl Send for Region {}
+// SAFETY: shared access only hands out `&[u8]`.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Maps at least `len` bytes (rounded up to the page size of the backing).
+    pub fn new(len: usize, policy: Policy) -> Result<Region, Error> {
+        if len == 0 {
+            return Err(Error::ZeroLength);
+        }
+        if policy != Policy::SmallOnly {
+            let huge_len = round_up(len, HUGE_PAGE_SIZE);
+            match map(huge_len, libc::MAP_HUGETLB) {
+                Ok(ptr) => {
+                    return Ok(Region { ptr, len: huge_len, backing: Backing::HugePages });
+                }
+                Err(source) if policy == Policy::RequireHuge => {
+                    return Err(Error::NoHugePages { len, source });
+                }
+                Err(source) => {
+                    if !WARNED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "no 2 MiB huge pages available ({source}); falling back to 4 KiB pages, \
+                             which costs TLB misses on the fast path. Reserve huge pages with \
+                             `echo 256 > /proc/sys/vm/nr_hugepages`"
+                        );
+                    }
+                }
+            }
+        }
+        let small_len = round_up(len, PAGE_SIZE);
+        let ptr = map(small_len, 0).map_err(|source| Error::Map { len, source })?;
+        Ok(Region { ptr, len: small_len, backing: Backing::SmallPages })
+    }
+
+    /// Length in bytes (a multiple of the page size).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: empty regions are refused by [`Region::new`].
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// What the kernel gave us.
+    pub fn backing(&self) -> Backing {
+        self.backing
+    }
+
+    /// Start of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes, readable, and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Gives the region up for the life of the process. Packet pools live as long as the
+    /// process does; leaking their region lets buffers hold `&'static mut` frames, so the packet
+    /// model needs no `unsafe` to hand frames around.
+    pub fn leak(self) -> &'static mut [u8] {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the mapping is never unmapped after this point.
+        unsafe { std::slice::from_raw_parts_mut(me.ptr.as_ptr(), me.len) }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region").field("len", &self.len).field("backing", &self.backing).finish()
+    }
+}
+
+fn round_up(len: usize, to: usize) -> usize {
+    len.div_ceil(to) * to
+}
+
+fn map(len: usize, extra_flags: libc::c_int) -> std::io::Result<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping with no address hint has no preconditions.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(NonNull::new(ptr.cast()).expect("mmap never returns null on success"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_pages_are_zeroed_aligned_and_writable() {
+        let mut r = Region::new(10_000, Policy::SmallOnly).unwrap();
+        assert_eq!(r.backing(), Backing::SmallPages);
+        assert_eq!(r.len(), 12_288);
+        assert_eq!(r.as_ptr() as usize % PAGE_SIZE, 0);
+        assert!(r.as_slice().iter().all(|&b| b == 0));
+        r.as_mut_slice()[12_287] = 7;
+        assert_eq!(r.as_slice()[12_287], 7);
+    }
+
+    #[test]
+    fn prefer_huge_always_gives_memory() {
+        let r = Region::new(3 * 1024 * 1024, Policy::PreferHuge).unwrap();
+        match r.backing() {
+            Backing::HugePages => {
+                assert_eq!(r.len(), 4 * 1024 * 1024);
+                assert_eq!(r.as_ptr() as usize % HUGE_PAGE_SIZE, 0);
+            }
+            Backing::SmallPages => assert_eq!(r.len(), 3 * 1024 * 1024),
+        }
+    }
+
+    #[test]
+    fn require_huge_matches_the_kernel_pool() {
+        let free: usize = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let r = Region::new(HUGE_PAGE_SIZE, Policy::RequireHuge);
+        if free == 0 {
+            let e = r.unwrap_err();
+            assert!(e.to_string().contains("nr_hugepages"), "{e}");
+        } else {
+            // Some may be in use by others; a success must really be huge pages.
+            if let Ok(r) = r {
+                assert_eq!(r.backing(), Backing::HugePages);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_length_is_an_error() {
+        assert!(matches!(Region::new(0, Policy::SmallOnly), Err(Error::ZeroLength)));
+    }
+}

@@ -1,0 +1,225 @@
+//! The packet buffer: one frame of a pool, with headroom in front of the data.
+//!
+//! A [`PacketBuf`] owns one fixed-size frame (`&'static mut [u8]`, carved from a leaked
+//! [`ferroplane_hugepages::Region`]) and a window `head..tail` into it that holds the frame's bytes.
+//! Receive places data at [`HEADROOM`], so encapsulation prepends outer headers by moving `head`
+//! back (no payload copy) and decapsulation strips them by moving it forward: the Fuchsia
+//! `packet` crate's "reserve from the outside in, write from the inside out".
+//!
+//! 256 bytes of headroom hold the largest outer stack ferroplane builds: Ethernet (14) + 802.1Q (4)
+//! + IPv6 (40) + UDP (8) + Geneve (8) + up to 124 bytes of Geneve options = 198, or WireGuard over
+//! IPv6 (14 + 40 + 8 + 16-byte data header) with room to spare.
+
+use crate::meta::Meta;
+
+/// Bytes reserved in front of received data for outer headers.
+pub const HEADROOM: usize = 256;
+/// Size of one frame in the in-memory pools: headroom plus a 1500-byte MTU frame with VLAN tag
+/// and room for jumbo-ish frames up to 1792 bytes of data.
+pub const FRAME_SIZE: usize = 2048;
+
+/// One packet: a frame it owns exclusively, the byte window holding the packet, and metadata.
+pub struct PacketBuf {
+    frame: &'static mut [u8],
+    head: u16,
+    tail: u16,
+    /// Index of the frame in its pool (the pool's free list and AF_XDP descriptors use it).
+    index: u32,
+    /// What the stages learned and decided about this packet.
+    pub meta: Meta,
+}
+
+/// Why a buffer operation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufError {
+    /// Not enough headroom left to prepend.
+    NoHeadroom,
+    /// Not enough tailroom to append / set this length.
+    NoTailroom,
+    /// Asked to strip more bytes than the packet holds.
+    TooShort,
+}
+
+impl PacketBuf {
+    /// Wraps a frame. `frame.len()` must fit in `u16` (frames are at most 64 KiB).
+    pub fn new(frame: &'static mut [u8], index: u32) -> PacketBuf {
+        assert!(frame.len() <= u16::MAX as usize && frame.len() > HEADROOM);
+        PacketBuf { frame, head: HEADROOM as u16, tail: HEADROOM as u16, index, meta: Meta::default() }
+    }
+
+    /// Resets the window to empty at the standard headroom and clears the metadata.
+    pub fn reset(&mut self) {
+        self.head = HEADROOM as u16;
+        self.tail = HEADROOM as u16;
+        self.meta = Meta::default();
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Capacity of the whole frame.
+    pub fn capacity(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// Bytes that can still be prepended.
+    pub fn headroom(&self) -> usize {
+        self.head as usize
+    }
+
+    /// Bytes that can still be appended.
+    pub fn tailroom(&self) -> usize {
+        self.frame.len() - self.tail as usize
+    }
+
+    /// Offset of the data's first byte inside the frame (AF_XDP descriptors need it).
+    pub fn head_offset(&self) -> usize {
+        self.head as usize
+    }
+
+    pub fn len(&self) -> usize {
+        (self.tail - self.head) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tail == self.head
+    }
+
+    /// The packet's bytes.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        &self.frame[self.head as usize..self.tail as usize]
+    }
+
+    /// The packet's bytes, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.frame[self.head as usize..self.tail as usize]
+    }
+
+    /// The bytes and the metadata at once (stages read one and write the other).
+    #[inline]
+    pub fn data_and_meta(&mut self) -> (&[u8], &mut Meta) {
+        (&self.frame[self.head as usize..self.tail as usize], &mut self.meta)
+    }
+
+    /// The writable bytes and the metadata at once.
+    #[inline]
+    pub fn data_mut_and_meta(&mut self) -> (&mut [u8], &mut Meta) {
+        (&mut self.frame[self.head as usize..self.tail as usize], &mut self.meta)
+    }
+
+    /// Copies `bytes` in as the whole packet, at the standard headroom. Refuses (and leaves the
+    /// buffer empty) when they do not fit.
+    pub fn fill_from(&mut self, bytes: &[u8]) -> Result<(), BufError> {
+        self.reset();
+        if bytes.len() > self.tailroom() {
+            return Err(BufError::NoTailroom);
+        }
+        let h = self.head as usize;
+        self.frame[h..h + bytes.len()].copy_from_slice(bytes);
+        self.tail = (h + bytes.len()) as u16;
+        Ok(())
+    }
+
+    /// Sets the window to `len` bytes from the standard headroom: for ports that DMA/copy the
+    /// frame straight into [`PacketBuf::raw_at_headroom`].
+    pub fn set_len_at_headroom(&mut self, len: usize) -> Result<(), BufError> {
+        if HEADROOM + len > self.frame.len() {
+            return Err(BufError::NoTailroom);
+        }
+        self.head = HEADROOM as u16;
+        self.tail = (HEADROOM + len) as u16;
+        Ok(())
+    }
+
+    /// Everything from the standard headroom to the end of the frame (a receive target).
+    pub fn raw_at_headroom(&mut self) -> &mut [u8] {
+        &mut self.frame[HEADROOM..]
+    }
+
+    /// Grows the packet at the front by `n` bytes and returns them (for outer headers).
+    #[inline]
+    pub fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError> {
+        if n > self.head as usize {
+            return Err(BufError::NoHeadroom);
+        }
+        self.head -= n as u16;
+        let h = self.head as usize;
+        Ok(&mut self.frame[h..h + n])
+    }
+
+    /// Strips `n` bytes from the front (decapsulation, VLAN pop).
+    #[inline]
+    pub fn advance(&mut self, n: usize) -> Result<(), BufError> {
+        if n > self.len() {
+            return Err(BufError::TooShort);
+        }
+        self.head += n as u16;
+        Ok(())
+    }
+
+    /// Grows the packet at the back by `n` bytes and returns them.
+    pub fn append(&mut self, n: usize) -> Result<&mut [u8], BufError> {
+        if n > self.tailroom() {
+            return Err(BufError::NoTailroom);
+        }
+        let t = self.tail as usize;
+        self.tail += n as u16;
+        Ok(&mut self.frame[t..t + n])
+    }
+
+    /// Cuts the packet to `len` bytes (Ethernet padding removal, ICMP error truncation).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.tail = self.head + len as u16;
+        }
+    }
+}
+
+impl std::fmt::Debug for PacketBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketBuf")
+            .field("index", &self.index)
+            .field("head", &self.head)
+            .field("len", &self.len())
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf() -> PacketBuf {
+        PacketBuf::new(Box::leak(vec![0u8; FRAME_SIZE].into_boxed_slice()), 0)
+    }
+
+    #[test]
+    fn headroom_prepend_and_advance_round_trip() {
+        let mut b = buf();
+        b.fill_from(&[1, 2, 3, 4]).unwrap();
+        assert_eq!(b.headroom(), HEADROOM);
+        b.prepend(4).unwrap().copy_from_slice(&[9, 9, 9, 9]);
+        assert_eq!(b.data(), &[9, 9, 9, 9, 1, 2, 3, 4]);
+        b.advance(4).unwrap();
+        assert_eq!(b.data(), &[1, 2, 3, 4]);
+        assert_eq!(b.prepend(HEADROOM + 1).unwrap_err(), BufError::NoHeadroom);
+        assert_eq!(b.advance(5).unwrap_err(), BufError::TooShort);
+    }
+
+    #[test]
+    fn fill_refuses_oversize_and_truncate_cuts() {
+        let mut b = buf();
+        assert_eq!(b.fill_from(&[0; FRAME_SIZE]).unwrap_err(), BufError::NoTailroom);
+        assert!(b.is_empty());
+        b.fill_from(&[5; 100]).unwrap();
+        b.truncate(60);
+        assert_eq!(b.len(), 60);
+        b.truncate(80);
+        assert_eq!(b.len(), 60);
+        assert_eq!(b.append(FRAME_SIZE).unwrap_err(), BufError::NoTailroom);
+    }
+}

@@ -1,0 +1,266 @@
+//! The L3 forwarding stages: parse, input checks and local delivery, route, rewrite.
+//!
+//! Their order is the packet path of DESIGN.md for plain routing. Tunnel, conntrack and policy
+//! stages slot in between them later without changing these.
+//!
+//! Offsets: every stage reads headers at the offsets the parse stage stored in [`Meta`], which are
+//! inside the packet by the parse stage's contract, so the indexing here cannot go out of bounds;
+//! still, the accessors use `get` where a wrong offset would otherwise panic, and drop instead.
+
+use crate::buf::PacketBuf;
+use crate::checksum;
+use crate::flow::as_v4;
+use crate::meta::{Meta, L3};
+use crate::parse;
+use crate::stage::{Context, Stage};
+use crate::tables::NextHop;
+use crate::verdict::{DropReason, PuntReason, Verdict};
+
+const ETH_BROADCAST: [u8; 6] = [0xff; 6];
+const ICMPV6: u8 = 58;
+
+/// Parses each frame once; malformed frames are dropped with the parser's reason.
+#[derive(Default)]
+pub struct ParseStage;
+
+impl Stage for ParseStage {
+    fn name(&self) -> &'static str {
+        "parse"
+    }
+
+    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
+        let seed = cx.tables.hash_seed;
+        for p in burst.iter_mut() {
+            if p.meta.verdict != Verdict::Continue {
+                continue;
+            }
+            let (data, meta) = p.data_and_meta();
+            if let Err(r) = parse::parse(data, meta, seed) {
+                meta.verdict = Verdict::Drop(r);
+            }
+        }
+    }
+}
+
+/// Input checks and local delivery: link-layer destination, VLANs, martian addresses, and the
+/// packets that are for the dataplane itself (ARP, neighbour discovery, our addresses), which go
+/// to the slow path.
+#[derive(Default)]
+pub struct InputStage;
+
+impl InputStage {
+    #[inline]
+    fn classify(cx: &Context<'_>, data: &[u8], meta: &Meta) -> Verdict {
+        if meta.vlan.is_some() {
+            return Verdict::Drop(DropReason::VlanNotConfigured);
+        }
+        let Some(port) = cx.tables.port(meta.in_port) else {
+            return Verdict::Drop(DropReason::NotOurMac);
+        };
+        let dst_mac: [u8; 6] = match data.get(0..6) {
+            Some(m) => [m[0], m[1], m[2], m[3], m[4], m[5]],
+            None => return Verdict::Drop(DropReason::EthTruncated),
+        };
+        let l2_unicast_to_us = dst_mac == port.mac;
+        let l2_group = dst_mac[0] & 1 == 1; // broadcast or multicast
+        if !l2_unicast_to_us && !l2_group {
+            return Verdict::Drop(DropReason::NotOurMac);
+        }
+        match meta.l3 {
+            L3::Arp => Verdict::Punt(PuntReason::Arp),
+            L3::Ipv4 => {
+                let src = u32::from_be_bytes(meta.flow.src[12..16].try_into().unwrap_or_default());
+                let dst = u32::from_be_bytes(meta.flow.dst[12..16].try_into().unwrap_or_default());
+                // RFC 1812 5.3.7: never forward from 0/8, 127/8, class D/E or broadcast sources.
+                let s0 = src >> 24;
+                if s0 == 0 || s0 == 127 || s0 >= 224 {
+                    return Verdict::Drop(DropReason::Ipv4BadSource);
+                }
+                if cx.tables.is_local4(dst) {
+                    return Verdict::Punt(PuntReason::Local);
+                }
+                let d0 = dst >> 24;
+                if d0 == 0 || d0 == 127 || d0 >= 224 || l2_group {
+                    // Multicast, limited broadcast, and unicast IP in a link-layer broadcast
+                    // (RFC 1812 5.3.4) are not routed.
+                    return Verdict::Drop(DropReason::Ipv4NotRoutable);
+                }
+                Verdict::Continue
+            }
+            L3::Ipv6 => {
+                let src = &meta.flow.src;
+                let dst = &meta.flow.dst;
+                if src[0] == 0xff || u128::from_be_bytes(*src) == 1 {
+                    return Verdict::Drop(DropReason::Ipv6BadSource);
+                }
+                if meta.l4_proto == ICMPV6 && is_nd(data, meta) {
+                    return Verdict::Punt(PuntReason::NeighbourDiscovery);
+                }
+                if cx.tables.is_local6(u128::from_be_bytes(*dst)) {
+                    return Verdict::Punt(PuntReason::Local);
+                }
+                let link_local = |a: &[u8; 16]| a[0] == 0xfe && a[1] & 0xc0 == 0x80;
+                // RFC 4291 2.5.6: link-local packets never leave their link.
+                if dst[0] == 0xff
+                    || link_local(dst)
+                    || link_local(src)
+                    || u128::from_be_bytes(*dst) <= 1
+                    || l2_group
+                {
+                    return Verdict::Drop(DropReason::Ipv6NotRoutable);
+                }
+                Verdict::Continue
+            }
+            L3::None => Verdict::Drop(DropReason::UnknownEthertype),
+        }
+    }
+}
+
+/// ICMPv6 types 133-137: router/neighbour solicitation and advertisement, redirect.
+#[inline]
+fn is_nd(data: &[u8], meta: &Meta) -> bool {
+    meta.l4_offset != 0
+        && data.get(meta.l4_offset as usize).is_some_and(|t| (133..=137).contains(t))
+}
+
+impl Stage for InputStage {
+    fn name(&self) -> &'static str {
+        "input"
+    }
+
+    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
+        for p in burst.iter_mut() {
+            if p.meta.verdict != Verdict::Continue {
+                continue;
+            }
+            let v = Self::classify(cx, p.data(), &p.meta);
+            p.meta.verdict = v;
+        }
+    }
+}
+
+/// Longest-prefix match, ECMP pick, TTL and MTU checks. Sets `out_port` and `next_hop`.
+#[derive(Default)]
+pub struct RouteStage;
+
+impl RouteStage {
+    #[inline]
+    fn route(cx: &Context<'_>, data: &[u8], meta: &mut Meta) -> Verdict {
+        let t = cx.tables;
+        let Some(group_id) = t.route(&meta.flow.dst) else {
+            return Verdict::Punt(PuntReason::NoRoute);
+        };
+        let Some(group) = t.groups.get(group_id as usize) else {
+            return Verdict::Drop(DropReason::NextHopDrop);
+        };
+        let (port, next_hop) = match group.pick(meta.flow_hash) {
+            NextHop::Gateway { port, gateway } => (port, gateway),
+            NextHop::Direct { port } => (port, meta.flow.dst),
+            NextHop::Blackhole => return Verdict::Drop(DropReason::NextHopDrop),
+        };
+        let Some(out) = t.port(port) else {
+            return Verdict::Drop(DropReason::NextHopDrop);
+        };
+        let l3 = meta.l3_offset as usize;
+        // TTL (IPv4 byte 8) / hop limit (IPv6 byte 7): a packet that would leave with 0 gets
+        // ICMP time exceeded from the slow path (RFC 1812 5.3.1, RFC 8200 3).
+        let ttl_at = if meta.l3 == L3::Ipv4 { l3 + 8 } else { l3 + 7 };
+        match data.get(ttl_at) {
+            Some(&ttl) if ttl > 1 => {}
+            Some(_) => return Verdict::Punt(PuntReason::TtlExpired),
+            None => return Verdict::Drop(DropReason::Ipv4Truncated),
+        }
+        let ip_len = meta.l3_end as usize - l3;
+        meta.out_port = port;
+        meta.next_hop = next_hop;
+        if ip_len > out.mtu as usize {
+            return Verdict::Punt(PuntReason::MtuExceeded);
+        }
+        Verdict::Continue
+    }
+}
+
+impl Stage for RouteStage {
+    fn name(&self) -> &'static str {
+        "route"
+    }
+
+    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
+        for p in burst.iter_mut() {
+            if p.meta.verdict != Verdict::Continue {
+                continue;
+            }
+            let (data, meta) = p.data_and_meta();
+            meta.verdict = Self::route(cx, data, meta);
+        }
+    }
+}
+
+/// Decrements TTL / hop limit (RFC 1624 incremental checksum for IPv4), strips Ethernet padding
+/// and writes the link-layer header from the neighbour table. A missing neighbour punts the
+/// already-rewritten packet so the slow path only has to fill in the MAC once it resolves.
+#[derive(Default)]
+pub struct RewriteStage;
+
+impl RewriteStage {
+    #[inline]
+    fn rewrite(cx: &Context<'_>, p: &mut PacketBuf) -> Verdict {
+        let end = p.meta.l3_end as usize;
+        p.truncate(end);
+        let (data, meta) = p.data_mut_and_meta();
+        let l3 = meta.l3_offset as usize;
+        if data.len() < l3 + 20 {
+            return Verdict::Drop(DropReason::Ipv4Truncated);
+        }
+        if meta.l3 == L3::Ipv4 {
+            let ttl = data[l3 + 8];
+            let proto = data[l3 + 9];
+            let old = u16::from_be_bytes([ttl, proto]);
+            let new = u16::from_be_bytes([ttl - 1, proto]);
+            let check = u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]);
+            data[l3 + 8] = ttl - 1;
+            data[l3 + 10..l3 + 12].copy_from_slice(&checksum::update16(check, old, new).to_be_bytes());
+        } else {
+            data[l3 + 7] -= 1;
+        }
+        let Some(out) = cx.tables.port(meta.out_port) else {
+            return Verdict::Drop(DropReason::NextHopDrop);
+        };
+        data[6..12].copy_from_slice(&out.mac);
+        match cx.tables.neighbour(meta.out_port, &meta.next_hop) {
+            Some(mac) => {
+                data[0..6].copy_from_slice(&mac);
+                Verdict::Forward(meta.out_port)
+            }
+            None => {
+                data[0..6].copy_from_slice(&ETH_BROADCAST);
+                Verdict::Punt(PuntReason::NeighbourMiss)
+            }
+        }
+    }
+}
+
+impl Stage for RewriteStage {
+    fn name(&self) -> &'static str {
+        "rewrite"
+    }
+
+    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
+        for p in burst.iter_mut() {
+            if p.meta.verdict != Verdict::Continue {
+                continue;
+            }
+            p.meta.verdict = Self::rewrite(cx, p);
+        }
+    }
+}
+
+/// The L3 router's stage list.
+pub fn l3_stages() -> Vec<Box<dyn Stage>> {
+    vec![Box::new(ParseStage), Box::new(InputStage), Box::new(RouteStage), Box::new(RewriteStage)]
+}
+
+/// True when `addr` is an IPv4-mapped address (helper for callers choosing a family).
+pub fn is_v4(addr: &crate::meta::Addr) -> bool {
+    as_v4(addr).is_some()
+}

@@ -1,0 +1,56 @@
+//! Per-packet metadata: what the parse stage found and what later stages decided.
+
+use crate::flow::FlowKey;
+use crate::verdict::Verdict;
+
+/// Index of a port (or, later, a tunnel interface) in the current tables.
+pub type PortId = u16;
+
+/// The network layer the parse stage found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum L3 {
+    #[default]
+    None,
+    Arp,
+    Ipv4,
+    Ipv6,
+}
+
+/// An IPv4 or IPv6 address in the compact form the fast path uses: IPv4 in the low 4 bytes of an
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), so one 16-byte type covers both families.
+pub type Addr = [u8; 16];
+
+/// What stages know about a packet. Offsets are from the start of the packet's data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Meta {
+    /// Port the packet came in on.
+    pub in_port: PortId,
+    /// Receive time in nanoseconds of the pipeline's clock (wall or virtual, see replay).
+    pub timestamp_ns: u64,
+    /// 802.1Q VLAN id, when the frame carried a tag.
+    pub vlan: Option<u16>,
+    /// Offset of the network header.
+    pub l3_offset: u16,
+    /// Offset of the transport header (0 when there is none or it is not parsed, e.g. a
+    /// non-first fragment).
+    pub l4_offset: u16,
+    /// Offset just past the network packet (IPv4 total length / IPv6 payload length), so that
+    /// Ethernet padding after it is not forwarded.
+    pub l3_end: u16,
+    pub l3: L3,
+    /// IP protocol / IPv6 next header after extension headers.
+    pub l4_proto: u8,
+    /// The packet's 5-tuple (valid for IPv4/IPv6).
+    pub flow: FlowKey,
+    /// Symmetric hash of `flow` (ECMP, later Maglev and conntrack).
+    pub flow_hash: u32,
+    /// Egress port chosen by routing.
+    pub out_port: PortId,
+    /// Address whose link-layer address the egress frame needs (the gateway, or the destination
+    /// for connected routes).
+    pub next_hop: Addr,
+    /// What happens to the packet; stages skip packets that are no longer `Continue`.
+    pub verdict: Verdict,
+    /// Set for packets selected by `trace`: stages record their verdicts for them.
+    pub traced: bool,
+}

@@ -1,0 +1,79 @@
+//! The stage contract.
+//!
+//! A stage takes a whole burst (up to [`BURST`] packets) and looks at the packets whose verdict is
+//! still [`Verdict::Continue`]; it may rewrite them, set metadata, or settle their fate (forward,
+//! punt, drop with a reason). Working on a vector rather than one packet keeps each stage's code
+//! and tables hot in cache across the burst, as VPP's graph nodes do. Stages never allocate, lock,
+//! make syscalls or panic; they read tables only through the snapshot in [`Context`].
+
+use crate::buf::PacketBuf;
+use crate::tables::Tables;
+use crate::verdict::Verdict;
+
+/// Largest burst a port hands over and a stage processes.
+pub const BURST: usize = 64;
+
+/// What a stage may read besides the packets.
+pub struct Context<'a> {
+    /// The table snapshot of this burst.
+    pub tables: &'a Tables,
+    /// The pipeline clock, nanoseconds (monotonic in the live process; frame time in replay).
+    pub now_ns: u64,
+}
+
+/// One step of the pipeline.
+pub trait Stage: Send {
+    /// Short name, used in traces and stats.
+    fn name(&self) -> &'static str;
+    /// Processes every packet of `burst` whose verdict is `Continue`.
+    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]);
+}
+
+/// A traced packet's verdict after one stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceStep {
+    pub stage: &'static str,
+    pub verdict: Verdict,
+}
+
+/// An ordered list of stages run over each burst.
+pub struct Pipeline {
+    stages: Vec<Box<dyn Stage>>,
+}
+
+impl Pipeline {
+    pub fn new(stages: Vec<Box<dyn Stage>>) -> Pipeline {
+        Pipeline { stages }
+    }
+
+    pub fn stage_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.stages.iter().map(|s| s.name())
+    }
+
+    /// Runs every stage over the burst. Packets still `Continue` at the end have no verdict:
+    /// the caller treats that as a bug-class drop (a stage list must end in a deciding stage).
+    #[inline]
+    pub fn run(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
+        for s in &mut self.stages {
+            s.process(cx, burst);
+        }
+    }
+
+    /// Like [`Pipeline::run`], recording each traced packet's verdict after every stage into
+    /// `trace(packet index, step)`. Only used while a trace is armed.
+    pub fn run_traced(
+        &mut self,
+        cx: &Context<'_>,
+        burst: &mut [PacketBuf],
+        trace: &mut dyn FnMut(usize, TraceStep),
+    ) {
+        for s in &mut self.stages {
+            s.process(cx, burst);
+            for (i, p) in burst.iter().enumerate() {
+                if p.meta.traced {
+                    trace(i, TraceStep { stage: s.name(), verdict: p.meta.verdict });
+                }
+            }
+        }
+    }
+}

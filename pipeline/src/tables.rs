@@ -1,0 +1,492 @@
+//! The tables workers read: ports, our addresses, the FIB, next-hop groups and neighbours.
+//!
+//! A [`Tables`] value is immutable once published. The control thread builds the next one (with
+//! [`TablesBuilder`], or by cloning and changing the current one: the FIBs and the neighbour table
+//! sit behind `Arc`s so a change copies only what it touches) and swaps it in with
+//! [`TableHandle::publish`]; workers load the current snapshot once per burst, so an update never
+//! stops forwarding and a burst never sees half an update.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::fib::{Fib4, Fib6, FibError, NextHopId};
+use crate::flow::{addr_from_ip, as_v4};
+use crate::meta::{Addr, PortId};
+
+/// A 48-bit Ethernet address.
+pub type MacAddr = [u8; 6];
+
+/// What the dataplane knows about one of its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    pub name: String,
+    pub mac: MacAddr,
+    /// Largest IP packet the port sends (bytes of L3, as `ip link` counts MTU).
+    pub mtu: u16,
+    /// Interface addresses with their prefix lengths.
+    pub addresses: Vec<(IpAddr, u8)>,
+}
+
+impl PortInfo {
+    /// Our first IPv4 address on this port (the source of ARP requests and ICMP errors).
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        self.addresses.iter().find_map(|(a, _)| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            _ => None,
+        })
+    }
+
+    /// Our first global (non link-local) IPv6 address on this port.
+    pub fn ipv6(&self) -> Option<Ipv6Addr> {
+        self.addresses.iter().find_map(|(a, _)| match a {
+            IpAddr::V6(v6) if !is_link_local6(v6) => Some(*v6),
+            _ => None,
+        })
+    }
+
+    /// The port's IPv6 link-local address (RFC 4291 2.5.6, modified EUI-64 from the MAC), the
+    /// source of neighbour discovery messages (RFC 4861 7.2.2 prefers it).
+    pub fn link_local6(&self) -> Ipv6Addr {
+        let m = self.mac;
+        Ipv6Addr::from([
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            m[0] ^ 0x02,
+            m[1],
+            m[2],
+            0xff,
+            0xfe,
+            m[3],
+            m[4],
+            m[5],
+        ])
+    }
+
+    /// True when `ip` is inside one of this port's connected subnets.
+    pub fn on_link(&self, ip: IpAddr) -> bool {
+        self.addresses.iter().any(|&(a, len)| same_prefix(a, ip, len))
+    }
+}
+
+fn is_link_local6(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// True when `a` and `b` share their first `len` bits (and are of one family).
+pub fn same_prefix(a: IpAddr, b: IpAddr, len: u8) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+            u32::from(a) & m == u32::from(b) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) };
+            u128::from(a) & m == u128::from(b) & m
+        }
+        _ => false,
+    }
+}
+
+/// Where a route sends packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop {
+    /// Out of `port` to `gateway`'s MAC.
+    Gateway { port: PortId, gateway: Addr },
+    /// Out of `port`, the destination itself is on the link (connected routes, `dev` routes).
+    Direct { port: PortId },
+    /// Dropped and counted (`blackhole = true`).
+    Blackhole,
+}
+
+/// A weighted ECMP group: hash-threshold selection (RFC 2992) over cumulative weights, which keeps
+/// most flows in place when one member is added or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHopGroup {
+    hops: Vec<NextHop>,
+    weights: Vec<u32>,
+    /// `bounds[i]`: upper bound (exclusive) of member i's share of the 32-bit hash space.
+    bounds: Vec<u64>,
+}
+
+impl NextHopGroup {
+    /// A group of `(next hop, weight)` members; zero weights are raised to 1. Empty groups
+    /// blackhole.
+    pub fn new(members: &[(NextHop, u32)]) -> NextHopGroup {
+        if members.is_empty() {
+            return NextHopGroup::new(&[(NextHop::Blackhole, 1)]);
+        }
+        let total: u64 = members.iter().map(|&(_, w)| w.max(1) as u64).sum();
+        let mut acc = 0u64;
+        let mut bounds = Vec::with_capacity(members.len());
+        for &(_, w) in members {
+            acc += w.max(1) as u64;
+            bounds.push((acc << 32) / total);
+        }
+        NextHopGroup {
+            hops: members.iter().map(|&(h, _)| h).collect(),
+            weights: members.iter().map(|&(_, w)| w.max(1)).collect(),
+            bounds,
+        }
+    }
+
+    /// The member for a flow hash. Never panics: the last bound is 2^32.
+    #[inline]
+    pub fn pick(&self, flow_hash: u32) -> NextHop {
+        if self.hops.len() == 1 {
+            return self.hops[0];
+        }
+        let h = flow_hash as u64;
+        for (i, &b) in self.bounds.iter().enumerate() {
+            if h < b {
+                return self.hops[i];
+            }
+        }
+        self.hops[self.hops.len() - 1]
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = (NextHop, u32)> + '_ {
+        self.hops.iter().copied().zip(self.weights.iter().copied())
+    }
+}
+
+/// Resolved neighbours: (port, address) -> MAC. hashbrown with foldhash: one probe, no SipHash.
+pub type NeighbourMap =
+    hashbrown::HashMap<(PortId, Addr), MacAddr, foldhash::fast::FixedState>;
+
+/// One immutable snapshot of everything a worker reads.
+#[derive(Clone)]
+pub struct Tables {
+    pub ports: Vec<PortInfo>,
+    /// Our IPv4 addresses (host order), small and scanned linearly: faster than hashing for the
+    /// handful of addresses a router has.
+    pub local4: Vec<u32>,
+    /// Our IPv6 addresses, link-local ones included.
+    pub local6: Vec<u128>,
+    pub fib4: Arc<Fib4>,
+    pub fib6: Arc<Fib6>,
+    /// Indexed by [`NextHopId`].
+    pub groups: Arc<Vec<NextHopGroup>>,
+    pub neighbours: Arc<NeighbourMap>,
+    /// Seed of the flow hash (ECMP).
+    pub hash_seed: u64,
+    /// Bumped on every publish, so a reader can tell snapshots apart.
+    pub generation: u64,
+}
+
+impl Tables {
+    /// A port by id.
+    #[inline]
+    pub fn port(&self, id: PortId) -> Option<&PortInfo> {
+        self.ports.get(id as usize)
+    }
+
+    pub fn port_by_name(&self, name: &str) -> Option<PortId> {
+        self.ports.iter().position(|p| p.name == name).map(|i| i as PortId)
+    }
+
+    #[inline]
+    pub fn is_local4(&self, a: u32) -> bool {
+        self.local4.contains(&a)
+    }
+
+    #[inline]
+    pub fn is_local6(&self, a: u128) -> bool {
+        self.local6.contains(&a)
+    }
+
+    /// True when `addr` (IPv4-mapped or IPv6) is one of ours.
+    pub fn is_local(&self, addr: &Addr) -> bool {
+        match as_v4(addr) {
+            Some(v4) => self.is_local4(u32::from_be_bytes(v4)),
+            None => self.is_local6(u128::from_be_bytes(*addr)),
+        }
+    }
+
+    /// Longest-prefix match for either family, to the group's id.
+    pub fn route(&self, dst: &Addr) -> Option<NextHopId> {
+        match as_v4(dst) {
+            Some(v4) => self.fib4.lookup(u32::from_be_bytes(v4)),
+            None => self.fib6.lookup(u128::from_be_bytes(*dst)),
+        }
+    }
+
+    #[inline]
+    pub fn neighbour(&self, port: PortId, addr: &Addr) -> Option<MacAddr> {
+        self.neighbours.get(&(port, *addr)).copied()
+    }
+
+    /// A copy with a different neighbour table (cheap: the FIBs are shared).
+    pub fn with_neighbours(&self, neighbours: NeighbourMap) -> Tables {
+        Tables {
+            neighbours: Arc::new(neighbours),
+            generation: self.generation + 1,
+            ..self.clone()
+        }
+    }
+}
+
+/// The published snapshot: workers `load()` it once per burst, the control thread `publish()`es.
+pub struct TableHandle(ArcSwap<Tables>);
+
+impl TableHandle {
+    pub fn new(t: Tables) -> TableHandle {
+        TableHandle(ArcSwap::from_pointee(t))
+    }
+
+    /// The current snapshot. The guard is cheap (no refcount traffic in the common case) and
+    /// must not be held across bursts.
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<Tables>> {
+        self.0.load()
+    }
+
+    pub fn load_full(&self) -> Arc<Tables> {
+        self.0.load_full()
+    }
+
+    /// Makes `t` current. Workers see it from their next burst.
+    pub fn publish(&self, mut t: Tables) {
+        t.generation = self.0.load().generation + 1;
+        self.0.store(Arc::new(t));
+    }
+}
+
+/// A next hop as configuration states it: an address (`via`), a port (`dev`), or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHopSpec {
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    pub weight: u32,
+}
+
+/// Why tables could not be built. Configuration validation catches these first with file and
+/// line; the builder checks again because the control socket feeds it too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    UnknownPort(String),
+    /// `via` is not inside any port's connected subnet (or not inside `dev`'s).
+    ViaNotOnLink(IpAddr),
+    /// `via` is not of the prefix's family.
+    FamilyMismatch,
+    NoNextHops,
+    Fib(FibError),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::UnknownPort(p) => write!(f, "no port named `{p}`"),
+            BuildError::ViaNotOnLink(a) => {
+                write!(f, "next hop {a} is not inside any connected subnet of the port")
+            }
+            BuildError::FamilyMismatch => write!(f, "next hop and prefix are of different families"),
+            BuildError::NoNextHops => write!(f, "a route needs at least one next hop"),
+            BuildError::Fib(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl From<FibError> for BuildError {
+    fn from(e: FibError) -> Self {
+        BuildError::Fib(e)
+    }
+}
+
+/// Builds a [`Tables`] from ports, routes and static neighbours.
+pub struct TablesBuilder {
+    ports: Vec<PortInfo>,
+    routes4: Vec<(Ipv4Addr, u8, NextHopId)>,
+    routes6: Vec<(Ipv6Addr, u8, NextHopId)>,
+    groups: Vec<NextHopGroup>,
+    neighbours: NeighbourMap,
+    hash_seed: u64,
+}
+
+impl TablesBuilder {
+    pub fn new(hash_seed: u64) -> TablesBuilder {
+        TablesBuilder {
+            ports: Vec::new(),
+            routes4: Vec::new(),
+            routes6: Vec::new(),
+            groups: Vec::new(),
+            neighbours: NeighbourMap::default(),
+            hash_seed,
+        }
+    }
+
+    /// Adds a port; its id is its position. Its addresses become local addresses and their
+    /// subnets connected routes.
+    pub fn port(&mut self, info: PortInfo) -> PortId {
+        self.ports.push(info);
+        (self.ports.len() - 1) as PortId
+    }
+
+    fn group(&mut self, g: NextHopGroup) -> NextHopId {
+        if let Some(i) = self.groups.iter().position(|x| *x == g) {
+            return i as NextHopId;
+        }
+        self.groups.push(g);
+        (self.groups.len() - 1) as NextHopId
+    }
+
+    /// Resolves one next hop spec to a [`NextHop`].
+    pub fn resolve(ports: &[PortInfo], spec: &NextHopSpec) -> Result<NextHop, BuildError> {
+        let dev = match &spec.dev {
+            Some(name) => Some(
+                ports
+                    .iter()
+                    .position(|p| &p.name == name)
+                    .ok_or_else(|| BuildError::UnknownPort(name.clone()))?
+                    as PortId,
+            ),
+            None => None,
+        };
+        match (spec.via, dev) {
+            (Some(via), Some(port)) => {
+                if !ports[port as usize].on_link(via) {
+                    return Err(BuildError::ViaNotOnLink(via));
+                }
+                Ok(NextHop::Gateway { port, gateway: addr_from_ip(via) })
+            }
+            (Some(via), None) => {
+                let port = ports
+                    .iter()
+                    .position(|p| p.on_link(via))
+                    .ok_or(BuildError::ViaNotOnLink(via))?;
+                Ok(NextHop::Gateway { port: port as PortId, gateway: addr_from_ip(via) })
+            }
+            (None, Some(port)) => Ok(NextHop::Direct { port }),
+            (None, None) => Err(BuildError::NoNextHops),
+        }
+    }
+
+    /// Adds a route. `blackhole` routes ignore `nexthops`.
+    pub fn route(
+        &mut self,
+        prefix: IpAddr,
+        len: u8,
+        nexthops: &[NextHopSpec],
+        blackhole: bool,
+    ) -> Result<(), BuildError> {
+        let group = if blackhole {
+            NextHopGroup::new(&[(NextHop::Blackhole, 1)])
+        } else {
+            if nexthops.is_empty() {
+                return Err(BuildError::NoNextHops);
+            }
+            let mut members = Vec::with_capacity(nexthops.len());
+            for spec in nexthops {
+                if spec.via.is_some_and(|v| v.is_ipv4() != prefix.is_ipv4()) {
+                    return Err(BuildError::FamilyMismatch);
+                }
+                members.push((Self::resolve(&self.ports, spec)?, spec.weight));
+            }
+            NextHopGroup::new(&members)
+        };
+        let id = self.group(group);
+        match prefix {
+            IpAddr::V4(p) => self.routes4.push((p, len, id)),
+            IpAddr::V6(p) => self.routes6.push((p, len, id)),
+        }
+        Ok(())
+    }
+
+    /// A static neighbour entry.
+    pub fn neighbour(&mut self, port: PortId, addr: IpAddr, mac: MacAddr) {
+        self.neighbours.insert((port, addr_from_ip(addr)), mac);
+    }
+
+    pub fn build(mut self) -> Result<Tables, BuildError> {
+        let mut local4 = Vec::new();
+        let mut local6 = Vec::new();
+        // Connected routes first: configured routes for the same prefix replace them.
+        let mut connected4 = Vec::new();
+        let mut connected6 = Vec::new();
+        for (i, p) in self.ports.clone().iter().enumerate() {
+            local6.push(u128::from(p.link_local6()));
+            for &(a, len) in &p.addresses {
+                let g = self.group(NextHopGroup::new(&[(NextHop::Direct { port: i as PortId }, 1)]));
+                match a {
+                    IpAddr::V4(v4) => {
+                        local4.push(u32::from(v4));
+                        let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                        connected4.push((Ipv4Addr::from(u32::from(v4) & m), len, g));
+                    }
+                    IpAddr::V6(v6) => {
+                        local6.push(u128::from(v6));
+                        let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                        connected6.push((Ipv6Addr::from(u128::from(v6) & m), len, g));
+                    }
+                }
+            }
+        }
+        let mut fib4 = Fib4::from_routes(connected4)?;
+        for (p, l, g) in self.routes4 {
+            fib4.insert(p, l, g)?;
+        }
+        let mut fib6 = Fib6::from_routes(connected6)?;
+        for (p, l, g) in self.routes6 {
+            fib6.insert(p, l, g)?;
+        }
+        local4.sort_unstable();
+        local4.dedup();
+        local6.sort_unstable();
+        local6.dedup();
+        Ok(Tables {
+            ports: self.ports,
+            local4,
+            local6,
+            fib4: Arc::new(fib4),
+            fib6: Arc::new(fib6),
+            groups: Arc::new(self.groups),
+            neighbours: Arc::new(self.neighbours),
+            hash_seed: self.hash_seed,
+            generation: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecmp_shares_follow_weights() {
+        let a = NextHop::Direct { port: 0 };
+        let b = NextHop::Direct { port: 1 };
+        let g = NextHopGroup::new(&[(a, 3), (b, 1)]);
+        let mut n = [0u32; 2];
+        for i in 0..100_000u32 {
+            let h = i.wrapping_mul(0x9e37_79b9);
+            match g.pick(h) {
+                NextHop::Direct { port } => n[port as usize] += 1,
+                _ => unreachable!(),
+            }
+        }
+        // 75% / 25% within a point.
+        assert!((74_000..76_000).contains(&n[0]), "{n:?}");
+        assert_eq!(g.pick(u32::MAX), b);
+        assert_eq!(g.pick(0), a);
+    }
+
+    #[test]
+    fn link_local_from_mac() {
+        let p = PortInfo {
+            name: "x".into(),
+            mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x56],
+            mtu: 1500,
+            addresses: vec![],
+        };
+        assert_eq!(p.link_local6(), "fe80::5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap());
+    }
+}
