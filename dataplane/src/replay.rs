@@ -11,17 +11,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferroplane_hugepages::Policy;
-use ferroplane_pipeline::l3::l3_stages;
-use ferroplane_pipeline::pool::Pool;
-use ferroplane_pipeline::slowpath::{SlowPath, SlowPathConfig, SlowPathCounters};
-use ferroplane_pipeline::stage::{Pipeline, BURST};
-use ferroplane_pipeline::tables::{TableHandle, Tables};
+use ferroplane_pipeline::meta::PortId;
+use ferroplane_pipeline::slowpath::SlowPathCounters;
+use ferroplane_pipeline::stage::BURST;
+use ferroplane_pipeline::tables::Tables;
 use ferroplane_pipeline::verdict::DropReason;
 
+use crate::offline::OfflineRouter;
 use crate::pcap::{read_capture, CaptureError, CaptureWriter};
-use crate::port::memory::MemoryPort;
-use crate::worker::{Queues, Reply, Worker, WorkerCounters};
+use crate::worker::WorkerCounters;
 
 /// `PORT=FILE`, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,88 +151,40 @@ pub fn replay(tables: Tables, inputs: &[PortFile], outputs: &[PortFile]) -> Resu
     }
     frames.sort_by_key(|f| (f.0, f.1, f.2));
 
-    let handle = Arc::new(TableHandle::new(tables));
-    let mut slow = SlowPath::new(&handle.load(), SlowPathConfig::default());
-    let pool = Pool::new(4096, Policy::PreferHuge).map_err(|e| ReplayError::Pool(e.to_string()))?;
-    let ports: Vec<MemoryPort> = names.iter().map(|n| MemoryPort::new(n, 1024)).collect();
-    let queues = Arc::new(Queues::new(1024));
-    let rx_ports = (0..names.len() as u16).collect();
-    let mut worker = Worker::new(pool, ports, rx_ports, Pipeline::new(l3_stages()), handle.clone(), queues.clone());
-    let counters = worker.counters();
+    let mut router = OfflineRouter::new(tables).map_err(|e| ReplayError::Pool(e.to_string()))?;
+    let counters = router.worker_counters();
     let mut written = vec![0usize; names.len()];
-
-    let mut drain_slow = |slow: &mut SlowPath, worker: &mut Worker<MemoryPort>, stamp: u64| {
-        while let Some(output) = slow.poll_output() {
-            let mut r = Reply { output, stamp_ns: stamp };
-            loop {
-                match queues.reply.push(r) {
-                    Ok(()) => break,
-                    Err(back) => {
-                        worker.service_replies();
-                        r = back;
-                    }
-                }
-            }
-        }
-        if let Some(n) = slow.neighbour_update() {
-            let next = handle.load().with_neighbours(n);
-            handle.publish(next);
-        }
-    };
-
     let frames_in = frames.len();
     for chunk in frames.chunks(BURST) {
-        let now = chunk[0].0;
-        // Timers due before this burst fire at their own time.
-        while let Some(t) = slow.poll_timeout().filter(|&t| t <= now) {
-            slow.handle_timeout(t, &handle.load());
-            drain_slow(&mut slow, &mut worker, t);
-        }
-        for (ts, _, _, port, data) in chunk {
-            // The rx ring holds 1024 and a chunk is at most 64: this cannot be refused.
-            let ok = worker.ports_mut()[*port].inject(data, *ts);
-            debug_assert!(ok);
-        }
-        while worker.ports().iter().any(|p| p.rx_pending() > 0) {
-            worker.poll(now);
-            while let Some(p) = queues.punt.pop() {
-                let t = p.buf.meta.timestamp_ns;
-                slow.handle_punt(t, &handle.load(), p.reason, p.buf);
-                drain_slow(&mut slow, &mut worker, t);
-            }
-            worker.service_replies();
-        }
-        collect(&mut worker, &mut writers, &mut written, &counters)?;
+        let burst: Vec<(PortId, &[u8], u64)> =
+            chunk.iter().map(|(ts, _, _, port, data)| (*port as PortId, &data[..], *ts)).collect();
+        router.run_burst(chunk[0].0, &burst);
+        collect(&mut router, &mut writers, &mut written, &counters)?;
     }
-    slow.finish();
-    let end = frames.last().map_or(0, |f| f.0);
-    drain_slow(&mut slow, &mut worker, end);
-    worker.service_replies();
-    collect(&mut worker, &mut writers, &mut written, &counters)?;
+    router.finish(frames.last().map_or(0, |f| f.0));
+    collect(&mut router, &mut writers, &mut written, &counters)?;
     for w in writers.into_iter().flatten() {
         w.finish()?;
     }
-    Ok(ReplayReport { port_names: names, frames_in, written, worker: counters, slow: slow.counters() })
+    Ok(ReplayReport { port_names: names, frames_in, written, worker: counters, slow: router.slow_counters() })
 }
 
 fn collect(
-    worker: &mut Worker<MemoryPort>,
+    router: &mut OfflineRouter,
     writers: &mut [Option<CaptureWriter>],
     written: &mut [usize],
     counters: &WorkerCounters,
 ) -> Result<(), CaptureError> {
     let mut result = Ok(());
-    for (i, port) in worker.ports_mut().iter_mut().enumerate() {
-        port.drain_tx(|frame, ts| match &mut writers[i] {
-            Some(w) => {
-                if result.is_ok() {
-                    result = w.write(ts, frame);
-                }
-                written[i] += 1;
+    router.drain_tx(|port, frame, ts| match &mut writers[port as usize] {
+        Some(w) => {
+            if result.is_ok() {
+                result = w.write(ts, frame);
             }
-            // Replay runs the worker on this thread, so this is still its counters' only writer.
-            None => counters.drops.inc(DropReason::NoTxPort),
-        });
-    }
+            written[port as usize] += 1;
+        }
+        // Replay runs the worker on this thread, so this is still its counters' only writer.
+        None => counters.drops.inc(DropReason::NoTxPort),
+    });
     result
 }

@@ -85,6 +85,7 @@ pub struct Worker<P: Port> {
     counters: Arc<WorkerCounters>,
     burst: Vec<PacketBuf>,
     tx: Vec<Vec<PacketBuf>>,
+    id: u8,
 }
 
 impl<P: Port> Worker<P> {
@@ -107,7 +108,23 @@ impl<P: Port> Worker<P> {
             counters: Arc::new(WorkerCounters::new(n)),
             burst: Vec::with_capacity(BURST),
             tx: (0..n).map(|_| Vec::with_capacity(BURST)).collect(),
+            id: 0,
         }
+    }
+
+    /// Sets the worker's number (stamped into each received packet's metadata).
+    pub fn with_id(mut self, id: u8) -> Self {
+        self.id = id;
+        self
+    }
+
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    /// Descriptors to sleep on when idle (see [`Port::wait_fd`]).
+    pub fn wait_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.rx_ports.iter().filter_map(|&p| self.ports.get(p as usize)?.wait_fd()).collect()
     }
 
     pub fn counters(&self) -> Arc<WorkerCounters> {
@@ -145,6 +162,7 @@ impl<P: Port> Worker<P> {
             pc.rx_packets.add(got as u64);
             for b in &mut self.burst[start..] {
                 b.meta.in_port = pid;
+                b.meta.worker = self.id;
                 pc.rx_bytes.add(b.len() as u64);
             }
             n += got;

@@ -25,6 +25,9 @@ pub type Addr = [u8; 16];
 pub struct Meta {
     /// Port the packet came in on.
     pub in_port: PortId,
+    /// Worker that received it: its buffer belongs to that worker's pool, so whatever the slow
+    /// path sends back for it must go to that worker.
+    pub worker: u8,
     /// Receive time in nanoseconds of the pipeline's clock (wall or virtual, see replay).
     pub timestamp_ns: u64,
     /// 802.1Q VLAN id, when the frame carried a tag.

@@ -26,4 +26,41 @@ pub trait Port: Send {
     /// Returns buffers of finished transmissions to `pool` and refills receive rings. Ports that
     /// copy on transmit have nothing to do.
     fn reclaim(&mut self, _pool: &mut Pool) {}
+
+    /// A file descriptor that becomes readable when frames arrive, for workers that sleep after
+    /// a run of empty polls (`poll = "adaptive"`). `None`: the worker naps briefly instead.
+    fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    /// How the port is attached, for `fpctl port show` (AF_XDP: "copy/native" etc.).
+    fn mode_name(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Port for Box<dyn Port> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn rx_burst(&mut self, pool: &mut Pool, out: &mut Vec<PacketBuf>, max: usize, now_ns: u64) -> usize {
+        (**self).rx_burst(pool, out, max, now_ns)
+    }
+
+    fn tx_burst(&mut self, pool: &mut Pool, pkts: &mut Vec<PacketBuf>) -> usize {
+        (**self).tx_burst(pool, pkts)
+    }
+
+    fn reclaim(&mut self, pool: &mut Pool) {
+        (**self).reclaim(pool)
+    }
+
+    fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).wait_fd()
+    }
+
+    fn mode_name(&self) -> Option<String> {
+        (**self).mode_name()
+    }
 }

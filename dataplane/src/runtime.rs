@@ -1,0 +1,248 @@
+//! The live process: worker threads pinned to their cores, the control thread serving the slow
+//! path, signal handling and shutdown.
+//!
+//! Worker `w` of `W` receives from queues `q` with `q % W == w` of every port, and owns a port
+//! handle (an AF_XDP socket) for each, through which it also transmits. The control thread pops
+//! the punt ring of every worker, runs the slow path, and hands each output back to the worker
+//! whose pool the buffer belongs to (frames it built go to the worker that owns the egress port's
+//! first queue). A full reply ring keeps the output in a backlog for the next turn: buffers are
+//! never lost.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ferroplane_hugepages::Policy;
+use ferroplane_pipeline::l3::l3_stages;
+use ferroplane_pipeline::meta::PortId;
+use ferroplane_pipeline::pool::Pool;
+use ferroplane_pipeline::slowpath::{Output, SlowPath, SlowPathConfig, SlowPathCounters};
+use ferroplane_pipeline::stage::Pipeline;
+use ferroplane_pipeline::tables::TableHandle;
+
+use crate::config::Poll;
+use crate::port::Port;
+use crate::worker::{Queues, Reply, Worker, WorkerCounters};
+
+/// Buffers per worker pool.
+pub const POOL_FRAMES: usize = 8192;
+/// Empty polls before an adaptive worker sleeps.
+const ADAPTIVE_SPIN: u32 = 256;
+/// Longest an adaptive worker sleeps before polling again (slow-path replies wait this long at
+/// most).
+const ADAPTIVE_SLEEP_MS: i32 = 1;
+
+/// A monotonic nanosecond clock shared by all threads of the process.
+#[derive(Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock(Instant::now())
+    }
+
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// What a running process exposes to the control socket and to shutdown.
+pub struct Running {
+    pub stop: Arc<AtomicBool>,
+    pub tables: Arc<TableHandle>,
+    pub workers: Vec<Arc<WorkerCounters>>,
+    pub slow: Arc<SlowPathCounters>,
+    threads: Vec<(String, JoinHandle<()>)>,
+}
+
+/// Why the process stopped abnormally.
+#[derive(Debug)]
+pub struct ThreadFailure {
+    pub thread: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ThreadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "thread `{}` failed: {}", self.thread, self.message)
+    }
+}
+
+impl Running {
+    /// True while every thread is alive.
+    pub fn healthy(&self) -> bool {
+        self.threads.iter().all(|(_, h)| !h.is_finished())
+    }
+
+    /// Stops every thread and joins them; reports the first that panicked.
+    pub fn shutdown(self) -> Result<(), ThreadFailure> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut first = None;
+        for (name, h) in self.threads {
+            if let Err(e) = h.join() {
+                let message = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into());
+                first.get_or_insert(ThreadFailure { thread: name, message });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// One worker's ports (indexed by port id; each handles one queue of that port) and which of
+/// them it receives from.
+pub struct WorkerPorts {
+    pub core: Option<usize>,
+    pub ports: Vec<Box<dyn Port>>,
+    pub rx_ports: Vec<PortId>,
+}
+
+/// Starts the workers and the control thread.
+pub fn start(
+    tables: TableHandle,
+    workers: Vec<WorkerPorts>,
+    poll: Poll,
+    control_core: Option<usize>,
+) -> Result<Running, String> {
+    let tables = Arc::new(tables);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clock = Clock::new();
+    let mut threads = Vec::new();
+    let mut all_queues = Vec::new();
+    let mut counters = Vec::new();
+    // Port -> worker for frames the slow path builds.
+    let mut port_owner: Vec<u8> = Vec::new();
+    for (w, wp) in workers.into_iter().enumerate() {
+        let pool = Pool::new(POOL_FRAMES, Policy::PreferHuge).map_err(|e| format!("worker {w}: {e}"))?;
+        let queues = Arc::new(Queues::new(1024));
+        for _ in port_owner.len()..wp.ports.len() {
+            port_owner.push(w as u8);
+        }
+        let worker = Worker::new(pool, wp.ports, wp.rx_ports, Pipeline::new(l3_stages()), tables.clone(), queues.clone())
+            .with_id(w as u8);
+        counters.push(worker.counters());
+        all_queues.push(queues);
+        let stop = stop.clone();
+        let core = wp.core;
+        let name = format!("fp-worker-{w}");
+        let h = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || worker_loop(worker, core, poll, stop, clock))
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        threads.push((name, h));
+    }
+    let slow = SlowPath::new(&tables.load(), SlowPathConfig::default());
+    let slow_counters = slow.counters();
+    {
+        let stop = stop.clone();
+        let tables = tables.clone();
+        let h = std::thread::Builder::new()
+            .name("fp-control".into())
+            .spawn(move || control_loop(slow, tables, all_queues, port_owner, control_core, stop, clock))
+            .map_err(|e| format!("cannot start the control thread: {e}"))?;
+        threads.push(("fp-control".into(), h));
+    }
+    Ok(Running { stop, tables, workers: counters, slow: slow_counters, threads })
+}
+
+fn pin(core: Option<usize>, what: &str) {
+    if let Some(id) = core {
+        if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+            tracing::info!("{what} pinned to core {id}");
+        } else {
+            tracing::warn!("{what}: cannot pin to core {id}; running unpinned");
+        }
+    }
+}
+
+fn worker_loop<P: Port>(mut worker: Worker<P>, core: Option<usize>, poll: Poll, stop: Arc<AtomicBool>, clock: Clock) {
+    pin(core, &format!("worker {}", worker.id()));
+    let counters = worker.counters();
+    let fds = worker.wait_fds();
+    let mut pollfds: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut empty_run = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let t0 = clock.now_ns();
+        let n = worker.poll(t0);
+        if n > 0 {
+            counters.busy_ns.add(clock.now_ns() - t0);
+            empty_run = 0;
+            continue;
+        }
+        empty_run += 1;
+        if poll == Poll::Adaptive && empty_run >= ADAPTIVE_SPIN {
+            // VPP's adaptive mode: after a run of empty polls, sleep until a port has frames
+            // (need_wakeup lets the kernel wake us) or a short timeout for slow-path replies.
+            if pollfds.is_empty() {
+                std::thread::sleep(Duration::from_millis(ADAPTIVE_SLEEP_MS as u64));
+            } else {
+                // SAFETY: pollfds is a valid array of initialised pollfd structs.
+                unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ADAPTIVE_SLEEP_MS) };
+            }
+        } else if empty_run % 64 == 0 {
+            std::hint::spin_loop();
+        }
+    }
+    worker.flush_tx();
+}
+
+fn control_loop(
+    mut slow: SlowPath,
+    tables: Arc<TableHandle>,
+    queues: Vec<Arc<Queues>>,
+    port_owner: Vec<u8>,
+    core: Option<usize>,
+    stop: Arc<AtomicBool>,
+    clock: Clock,
+) {
+    pin(core, "control thread");
+    let mut backlog: VecDeque<(usize, Reply)> = VecDeque::new();
+    while !stop.load(Ordering::Relaxed) {
+        let now = clock.now_ns();
+        let mut work = false;
+        for q in &queues {
+            // Bounded per turn so one busy worker cannot starve timers or the others.
+            for _ in 0..256 {
+                let Some(p) = q.punt.pop() else { break };
+                slow.handle_punt(now, &tables.load(), p.reason, p.buf);
+                work = true;
+            }
+        }
+        if slow.poll_timeout().is_some_and(|t| t <= now) {
+            slow.handle_timeout(now, &tables.load());
+        }
+        while let Some(output) = slow.poll_output() {
+            let target = match &output {
+                Output::Transmit { buf, .. } | Output::Free(buf) => buf.meta.worker as usize,
+                Output::Emit { port, .. } => port_owner.get(*port as usize).copied().unwrap_or(0) as usize,
+            };
+            backlog.push_back((target.min(queues.len() - 1), Reply { output, stamp_ns: now }));
+        }
+        let mut retry = VecDeque::new();
+        while let Some((w, r)) = backlog.pop_front() {
+            if let Err(r) = queues[w].reply.push(r) {
+                retry.push_back((w, r));
+            }
+        }
+        backlog = retry;
+        if let Some(n) = slow.neighbour_update() {
+            let next = tables.load().with_neighbours(n);
+            tables.publish(next);
+        }
+        if !work {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
