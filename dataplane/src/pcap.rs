@@ -66,20 +66,14 @@ fn read_pcap(path: &Path, r: impl Read) -> Result<Vec<CapturedFrame>, CaptureErr
 fn read_pcapng(path: &Path, r: impl Read) -> Result<Vec<CapturedFrame>, CaptureError> {
     let mut reader = PcapNgReader::new(r).map_err(|e| err(path, format!("not a pcapng file: {e}")))?;
     let mut out = Vec::new();
+    // (link type, if_tsresol) of each interface, in the order their descriptions appear.
+    let mut ifaces: Vec<(DataLink, u8)> = Vec::new();
     while let Some(b) = reader.next_block() {
         let b = b.map_err(|e| err(path, format!("block after frame {}: {e}", out.len())))?;
         match b {
-            Block::EnhancedPacket(epb) => {
-                let iface = reader
-                    .interfaces()
-                    .get(epb.interface_id as usize)
-                    .ok_or_else(|| err(path, format!("frame {} names unknown interface {}", out.len() + 1, epb.interface_id)))?;
-                if iface.linktype != DataLink::ETHERNET {
-                    return Err(err(path, format!("interface {} link type {:?} is not Ethernet", epb.interface_id, iface.linktype)));
-                }
-                // pcap-file hands back the raw timestamp count; its unit is the interface's
-                // if_tsresol (pcapng spec 4.2: default 10^-6 s).
-                let resol = iface
+            Block::SectionHeader(_) => ifaces.clear(),
+            Block::InterfaceDescription(idb) => {
+                let resol = idb
                     .options
                     .iter()
                     .find_map(|o| match o {
@@ -87,6 +81,17 @@ fn read_pcapng(path: &Path, r: impl Read) -> Result<Vec<CapturedFrame>, CaptureE
                         _ => None,
                     })
                     .unwrap_or(6);
+                ifaces.push((idb.linktype, resol));
+            }
+            Block::EnhancedPacket(epb) => {
+                let &(linktype, resol) = ifaces.get(epb.interface_id as usize).ok_or_else(|| {
+                    err(path, format!("frame {} names unknown interface {}", out.len() + 1, epb.interface_id))
+                })?;
+                if linktype != DataLink::ETHERNET {
+                    return Err(err(path, format!("interface {} link type {linktype:?} is not Ethernet", epb.interface_id)));
+                }
+                // pcap-file hands back the raw timestamp count; its unit is the interface's
+                // if_tsresol (pcapng spec 4.2: default 10^-6 s).
                 let raw = epb.timestamp.as_nanos();
                 let ns = if resol & 0x80 != 0 {
                     raw.saturating_mul(1_000_000_000) >> (resol & 0x7f).min(64)

@@ -2,7 +2,7 @@
 //! pcap in and pcap out.
 //!
 //! Inputs are merged by timestamp (ties keep argument order, then file order) and fed in bursts of
-//! at most 64 frames. The pipeline clock is the frame time: neighbour timers and ICMP rate limits
+//! at most 64 consecutive frames of one port. The pipeline clock is the frame time: neighbour timers and ICMP rate limits
 //! run on it, so the same inputs always give the same outputs. After each burst the slow path
 //! drains; what it sends is stamped with the time of the frame (or timer) that caused it. Frames
 //! still waiting for a neighbour at the end are counted drops (`neighbour_pending_at_end`), and
@@ -155,11 +155,21 @@ pub fn replay(tables: Tables, inputs: &[PortFile], outputs: &[PortFile]) -> Resu
     let counters = router.worker_counters();
     let mut written = vec![0usize; names.len()];
     let frames_in = frames.len();
-    for chunk in frames.chunks(BURST) {
+    // A burst is a run of consecutive frames (in merged order) of one port, at most BURST long:
+    // the worker then sees them exactly in capture order, and a reply from one port is never
+    // processed before an earlier frame of another.
+    let mut start = 0;
+    while start < frames.len() {
+        let port = frames[start].3;
+        let mut end = start + 1;
+        while end < frames.len() && end - start < BURST && frames[end].3 == port {
+            end += 1;
+        }
         let burst: Vec<(PortId, &[u8], u64)> =
-            chunk.iter().map(|(ts, _, _, port, data)| (*port as PortId, &data[..], *ts)).collect();
-        router.run_burst(chunk[0].0, &burst);
+            frames[start..end].iter().map(|(ts, _, _, port, data)| (*port as PortId, &data[..], *ts)).collect();
+        router.run_burst(frames[start].0, &burst);
         collect(&mut router, &mut writers, &mut written, &counters)?;
+        start = end;
     }
     router.finish(frames.last().map_or(0, |f| f.0));
     collect(&mut router, &mut writers, &mut written, &counters)?;
@@ -175,16 +185,20 @@ fn collect(
     written: &mut [usize],
     counters: &WorkerCounters,
 ) -> Result<(), CaptureError> {
-    let mut result = Ok(());
-    router.drain_tx(|port, frame, ts| match &mut writers[port as usize] {
-        Some(w) => {
-            if result.is_ok() {
-                result = w.write(ts, frame);
+    // Forwarded frames keep their receive time and slow-path frames take their trigger's time:
+    // write each burst's output in time order (stable, so equal times keep transmit order).
+    let mut out: Vec<(u64, PortId, Vec<u8>)> = Vec::new();
+    router.drain_tx(|port, frame, ts| out.push((ts, port, frame.to_vec())));
+    out.sort_by_key(|o| o.0);
+    for (ts, port, frame) in out {
+        match &mut writers[port as usize] {
+            Some(w) => {
+                w.write(ts, &frame)?;
+                written[port as usize] += 1;
             }
-            written[port as usize] += 1;
+            // Replay runs the worker on this thread, so this is still its counters' only writer.
+            None => counters.drops.inc(DropReason::NoTxPort),
         }
-        // Replay runs the worker on this thread, so this is still its counters' only writer.
-        None => counters.drops.inc(DropReason::NoTxPort),
-    });
-    result
+    }
+    Ok(())
 }

@@ -183,9 +183,12 @@ impl<P: Port> Worker<P> {
         n
     }
 
-    /// Sends every packet of the burst where its verdict says.
+    /// Sends every packet of the burst where its verdict says, in receive order (punts reach the
+    /// slow path in the order they arrived: an ARP reply after the packet that waited for it).
     fn dispose(&mut self) {
-        while let Some(b) = self.burst.pop() {
+        // Taking the Vec out and putting it back keeps its capacity: no allocation.
+        let mut burst = std::mem::take(&mut self.burst);
+        for b in burst.drain(..) {
             match b.meta.verdict {
                 Verdict::Forward(port) => self.enqueue_tx(port, b),
                 Verdict::Punt(reason) => {
@@ -205,6 +208,7 @@ impl<P: Port> Worker<P> {
                 }
             }
         }
+        self.burst = burst;
     }
 
     fn enqueue_tx(&mut self, port: PortId, b: PacketBuf) {

@@ -22,6 +22,14 @@ enum Cmd {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Run the dataplane: open the ports, start the workers, serve the control socket.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Build two hosts and a router in network namespaces, forward traffic through ferroplane on
+    /// AF_XDP, print what happened, clean up (needs root).
+    Demo,
     /// Run the pipeline offline: pcap/pcapng in per port, pcap out per port.
     Replay {
         #[arg(short, long)]
@@ -67,6 +75,32 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Cmd::Run { config } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match ferroplane_dataplane::daemon::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferroplane: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Demo => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ferroplane"));
+            match ferroplane_dataplane::demo::run_demo(&exe) {
+                Ok(()) => {
+                    println!("demo finished: everything worked");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ferroplane demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Replay { config, inputs, outputs } => {
             let cfg = match load(&config) {
                 Ok(c) => c,

@@ -333,10 +333,16 @@ impl SlowPath {
         });
         // RFC 826 merge: update a sender we know; add it if the message is for us. Only senders
         // on the port's own subnets, and never broadcast/multicast MACs.
-        if p.on_link(sender.into()) && arp.sha[0] & 1 == 0 && arp.spa != [0; 4] {
+        let usable_sender = p.on_link(sender.into()) && arp.sha[0] & 1 == 0 && arp.spa != [0; 4];
+        if usable_sender {
             self.learn(now, port, v4_mapped(arp.spa), arp.sha, for_us);
         }
         if arp.op != frames::ARP_REQUEST || !for_us {
+            // A reply (or a request for someone else) we learned from is consumed, not dropped.
+            if usable_sender && (arp.op == frames::ARP_REPLY || for_us) {
+                self.out.push_back(Output::Free(buf));
+                return;
+            }
             return self.drop(buf, DropReason::SlowPathIgnored);
         }
         let reply = Arp { op: frames::ARP_REPLY, sha: p.mac, spa: arp.tpa, tha: arp.sha, tpa: arp.spa };
@@ -393,9 +399,14 @@ impl SlowPath {
                 self.out.push_back(Output::Transmit { port, buf });
             }
             _ => {
-                // NA: learn the target if we asked for it (or update it: override flag).
+                // NA: learn the target if we asked for it (or update it: override flag); an
+                // advertisement we learned from is consumed, not dropped.
                 if let Some(ll) = nd.lladdr {
                     self.learn(now, port, nd.target, ll, false);
+                    if self.cache.get(port, &nd.target).is_some() {
+                        self.out.push_back(Output::Free(buf));
+                        return;
+                    }
                 }
                 self.drop(buf, DropReason::SlowPathIgnored);
             }
