@@ -30,8 +30,18 @@ fn frame(i: u16) -> Vec<u8> {
 /// A two-port router with a full-size IPv4 table (1M BGP-like prefixes) plus the bench's route.
 fn tables() -> Tables {
     let mut b = TablesBuilder::new(7);
-    b.port(PortInfo { name: "l".into(), mac: [2, 0, 0, 0, 0, 1], mtu: 1500, addresses: vec![("10.1.0.1".parse().unwrap(), 24)] });
-    b.port(PortInfo { name: "r".into(), mac: [2, 0, 0, 0, 0, 2], mtu: 1500, addresses: vec![("10.2.0.1".parse().unwrap(), 24)] });
+    b.port(PortInfo {
+        name: "l".into(),
+        mac: [2, 0, 0, 0, 0, 1],
+        mtu: 1500,
+        addresses: vec![("10.1.0.1".parse().unwrap(), 24)],
+    });
+    b.port(PortInfo {
+        name: "r".into(),
+        mac: [2, 0, 0, 0, 0, 2],
+        mtu: 1500,
+        addresses: vec![("10.2.0.1".parse().unwrap(), 24)],
+    });
     let hops: Vec<NextHopSpec> = ["10.2.0.2", "10.2.0.3"]
         .iter()
         .map(|a| NextHopSpec { via: Some(a.parse().unwrap()), dev: None, weight: 1 })
@@ -75,7 +85,9 @@ fn l3(c: &mut Criterion) {
     });
     g.finish();
     // Every packet must have been forwarded, or the figure measures drops.
-    assert!(burst.iter().all(|b| matches!(b.meta.verdict, ferroplane_pipeline::verdict::Verdict::Forward(1))));
+    assert!(burst
+        .iter()
+        .all(|b| matches!(b.meta.verdict, ferroplane_pipeline::verdict::Verdict::Forward(1))));
 }
 
 fn worker(c: &mut Criterion) {

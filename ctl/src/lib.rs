@@ -123,7 +123,10 @@ pub enum ClientError {
 impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ClientError::Connect(e) => write!(f, "cannot reach the daemon: {e} (is `ferroplane run` up, and is this its --socket?)"),
+            ClientError::Connect(e) => write!(
+                f,
+                "cannot reach the daemon: {e} (is `ferroplane run` up, and is this its --socket?)"
+            ),
             ClientError::Io(e) => write!(f, "control socket: {e}"),
             ClientError::Decode(e) => write!(f, "cannot read the daemon's reply: {e}"),
             ClientError::Closed => write!(f, "the daemon closed the connection without replying"),
@@ -151,14 +154,18 @@ pub fn call(socket: &Path, request: Request) -> Result<Reply, ClientError> {
 
 /// Decodes one request line, or says why not (as the reply to send).
 pub fn decode(line: &str) -> Result<Request, Reply> {
-    let v: serde_json::Value = serde_json::from_str(line)
-        .map_err(|e| Reply::Error { code: ErrorCode::BadRequest, message: format!("not JSON: {e}") })?;
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Reply::Error {
+        code: ErrorCode::BadRequest,
+        message: format!("not JSON: {e}"),
+    })?;
     match v.get("version").and_then(|x| x.as_u64()) {
         Some(v) if v == PROTOCOL_VERSION as u64 => {}
         Some(v) => {
             return Err(Reply::Error {
                 code: ErrorCode::UnsupportedVersion,
-                message: format!("protocol version {v} is not supported; this daemon speaks {PROTOCOL_VERSION}"),
+                message: format!(
+                    "protocol version {v} is not supported; this daemon speaks {PROTOCOL_VERSION}"
+                ),
             })
         }
         None => {
@@ -168,9 +175,10 @@ pub fn decode(line: &str) -> Result<Request, Reply> {
             })
         }
     }
-    serde_json::from_value::<Envelope>(v)
-        .map(|e| e.request)
-        .map_err(|e| Reply::Error { code: ErrorCode::BadRequest, message: format!("bad request: {e}") })
+    serde_json::from_value::<Envelope>(v).map(|e| e.request).map_err(|e| Reply::Error {
+        code: ErrorCode::BadRequest,
+        message: format!("bad request: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -179,7 +187,8 @@ mod tests {
 
     #[test]
     fn wire_shape() {
-        let s = serde_json::to_string(&Envelope { version: 1, request: Request::PortShow }).unwrap();
+        let s =
+            serde_json::to_string(&Envelope { version: 1, request: Request::PortShow }).unwrap();
         assert_eq!(s, r#"{"version":1,"cmd":"port_show"}"#);
         assert_eq!(decode(&s), Ok(Request::PortShow));
     }

@@ -26,7 +26,10 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
         if UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                format!("{} is in use by a running daemon; stop it or choose another control_socket", path.display()),
+                format!(
+                    "{} is in use by a running daemon; stop it or choose another control_socket",
+                    path.display()
+                ),
             ));
         }
         std::fs::remove_file(path)?;
@@ -37,7 +40,12 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves `listener` until `stop` is set; removes the socket file then.
-pub fn serve(listener: UnixListener, path: PathBuf, handler: Handler, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+pub fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    handler: Handler,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("fp-ctl".into())
         .spawn(move || {
@@ -48,20 +56,30 @@ pub fn serve(listener: UnixListener, path: PathBuf, handler: Handler, stop: Arc<
                     Ok((s, _)) => {
                         let _ = s.set_nonblocking(false);
                         if clients.load(Ordering::Relaxed) >= MAX_CLIENTS {
-                            let _ = reply(&s, &Reply::Error { code: ErrorCode::Failed, message: "too many clients".into() });
+                            let _ = reply(
+                                &s,
+                                &Reply::Error {
+                                    code: ErrorCode::Failed,
+                                    message: "too many clients".into(),
+                                },
+                            );
                             continue;
                         }
                         clients.fetch_add(1, Ordering::Relaxed);
                         let (h, c, st) = (handler.clone(), clients.clone(), stop.clone());
-                        let spawned = std::thread::Builder::new().name("fp-ctl-client".into()).spawn(move || {
-                            client(s, h, st);
-                            c.fetch_sub(1, Ordering::Relaxed);
-                        });
+                        let spawned = std::thread::Builder::new()
+                            .name("fp-ctl-client".into())
+                            .spawn(move || {
+                                client(s, h, st);
+                                c.fetch_sub(1, Ordering::Relaxed);
+                            });
                         if spawned.is_err() {
                             clients.fetch_sub(1, Ordering::Relaxed);
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
@@ -71,7 +89,9 @@ pub fn serve(listener: UnixListener, path: PathBuf, handler: Handler, stop: Arc<
 }
 
 fn reply(mut s: &UnixStream, r: &Reply) -> std::io::Result<()> {
-    let mut line = serde_json::to_string(r).unwrap_or_else(|e| format!("{{\"reply\":\"error\",\"code\":\"failed\",\"message\":\"{e}\"}}"));
+    let mut line = serde_json::to_string(r).unwrap_or_else(|e| {
+        format!("{{\"reply\":\"error\",\"code\":\"failed\",\"message\":\"{e}\"}}")
+    });
     line.push('\n');
     s.write_all(line.as_bytes())
 }
@@ -91,10 +111,13 @@ fn client(s: UnixStream, handler: Handler, stop: Arc<AtomicBool>) {
             Ok(n) => n,
         };
         if line.last() != Some(&b'\n') && n > MAX_REQUEST {
-            let _ = reply(&s, &Reply::Error {
-                code: ErrorCode::RequestTooLarge,
-                message: format!("request longer than {MAX_REQUEST} bytes"),
-            });
+            let _ = reply(
+                &s,
+                &Reply::Error {
+                    code: ErrorCode::RequestTooLarge,
+                    message: format!("request longer than {MAX_REQUEST} bytes"),
+                },
+            );
             return;
         }
         let text = String::from_utf8_lossy(&line);

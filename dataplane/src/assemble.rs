@@ -14,7 +14,9 @@ pub fn build_tables(cfg: &Config, mac_of: MacResolver<'_>) -> Result<Tables, Str
     for p in &cfg.ports {
         let mac = match p.mac {
             Some(m) => m.0,
-            None => mac_of(p).ok_or_else(|| format!("port `{}`: no MAC configured and none found on its interface", p.name))?,
+            None => mac_of(p).ok_or_else(|| {
+                format!("port `{}`: no MAC configured and none found on its interface", p.name)
+            })?,
         };
         b.port(PortInfo {
             name: p.name.clone(),

@@ -34,7 +34,10 @@ pub fn preflight(cfg: &Config) -> Result<(), String> {
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
     for &c in &cfg.dataplane.workers {
         if c >= ncpu {
-            errors.push(format!("[dataplane] workers: core {c} does not exist (this machine has cores 0-{})", ncpu - 1));
+            errors.push(format!(
+                "[dataplane] workers: core {c} does not exist (this machine has cores 0-{})",
+                ncpu - 1
+            ));
         }
     }
     let nworkers = cfg.dataplane.workers.len();
@@ -53,13 +56,20 @@ pub fn preflight(cfg: &Config) -> Result<(), String> {
                     ));
                 }
                 let avail = std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))
-                    .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                            .count()
+                    })
                     .unwrap_or(0);
                 if (p.queues as usize) > avail {
                     errors.push(format!("port `{}`: interface `{ifname}` has {avail} rx queue(s), fewer than queues = {}", p.name, p.queues));
                 }
             }
-            Driver::Dpdk => errors.push(format!("port `{}`: driver \"dpdk\" needs a build with `--features dpdk`", p.name)),
+            Driver::Dpdk => errors.push(format!(
+                "port `{}`: driver \"dpdk\" needs a build with `--features dpdk`",
+                p.name
+            )),
             Driver::Memory => errors.push(format!(
                 "port `{}`: driver \"memory\" has no wire; it is for `ferroplane replay` and tests",
                 p.name
@@ -68,7 +78,8 @@ pub fn preflight(cfg: &Config) -> Result<(), String> {
     }
     // SAFETY: geteuid has no preconditions.
     if !cfg.ports.is_empty() && unsafe { libc::geteuid() } != 0 {
-        errors.push("AF_XDP needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN): run as root".into());
+        errors
+            .push("AF_XDP needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN): run as root".into());
     }
     if errors.is_empty() {
         Ok(())
@@ -81,8 +92,11 @@ fn open_port(p: &PortConfig, queue: u16) -> Result<Box<dyn Port>, String> {
     match p.driver {
         Driver::AfXdp => {
             let ifname = p.interface.clone().unwrap_or_default();
-            let port = crate::port::af_xdp::AfXdpPort::open(&p.name, &crate::port::af_xdp::AfXdpConfig::new(&ifname, queue))
-                .map_err(|e| format!("port `{}` queue {queue}: {e}", p.name))?;
+            let port = crate::port::af_xdp::AfXdpPort::open(
+                &p.name,
+                &crate::port::af_xdp::AfXdpConfig::new(&ifname, queue),
+            )
+            .map_err(|e| format!("port `{}` queue {queue}: {e}", p.name))?;
             Ok(Box::new(port))
         }
         _ => Err(format!("port `{}`: driver not available in `run`", p.name)),
@@ -112,16 +126,24 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let control_core = (0..ncpu).find(|c| !cfg.dataplane.workers.contains(c));
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("cannot handle signals: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
-    let running = runtime::start(TableHandle::new(tables), workers, cfg.dataplane.poll, control_core)?;
+    let running =
+        runtime::start(TableHandle::new(tables), workers, cfg.dataplane.poll, control_core)?;
     let socket_path = cfg.dataplane.control_socket.clone();
     let listener = ferroplane_ctl::server::bind(&socket_path)
         .map_err(|e| format!("control socket {}: {e}", socket_path.display()))?;
     let handler = handler(&cfg, &running, modes);
     let ctl_stop = Arc::new(AtomicBool::new(false));
-    let ctl = ferroplane_ctl::server::serve(listener, socket_path.clone(), handler, ctl_stop.clone());
-    tracing::info!("ferroplane running: {} port(s), {} worker(s), control socket {}", cfg.ports.len(), nworkers, socket_path.display());
+    let ctl =
+        ferroplane_ctl::server::serve(listener, socket_path.clone(), handler, ctl_stop.clone());
+    tracing::info!(
+        "ferroplane running: {} port(s), {} worker(s), control socket {}",
+        cfg.ports.len(),
+        nworkers,
+        socket_path.display()
+    );
     let mut failure = None;
     while !stop.load(Ordering::Relaxed) {
         if !running.healthy() {
@@ -148,13 +170,20 @@ fn fmt_mac(m: [u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-fn handler(cfg: &Config, running: &Running, modes: Vec<Option<String>>) -> ferroplane_ctl::server::Handler {
+fn handler(
+    cfg: &Config,
+    running: &Running,
+    modes: Vec<Option<String>>,
+) -> ferroplane_ctl::server::Handler {
     let workers = running.workers.clone();
     let slow = running.slow.clone();
     let tables = running.tables.clone();
     let port_cfg: Vec<PortConfig> = cfg.ports.clone();
     Arc::new(move |req| match req {
-        Request::Version => Reply::Version { daemon: env!("CARGO_PKG_VERSION").into(), protocol: ferroplane_ctl::PROTOCOL_VERSION },
+        Request::Version => Reply::Version {
+            daemon: env!("CARGO_PKG_VERSION").into(),
+            protocol: ferroplane_ctl::PROTOCOL_VERSION,
+        },
         Request::Stats => {
             let t = tables.load();
             let mut s = Stats::default();

@@ -54,7 +54,14 @@ pub struct RouterProcess {
 impl RouterProcess {
     /// Writes `config` into `dir`, starts `exe run -c` in namespace `ns`, and waits (up to
     /// `timeout`) until its control socket answers.
-    pub fn start(exe: &Path, ns: &str, dir: &Path, config: &str, socket: &Path, timeout: Duration) -> Result<RouterProcess, String> {
+    pub fn start(
+        exe: &Path,
+        ns: &str,
+        dir: &Path,
+        config: &str,
+        socket: &Path,
+        timeout: Duration,
+    ) -> Result<RouterProcess, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let cfg_path = dir.join("router.toml");
         std::fs::write(&cfg_path, config).map_err(|e| format!("{}: {e}", cfg_path.display()))?;
@@ -69,7 +76,12 @@ impl RouterProcess {
             .stderr(Stdio::from(logf))
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        let mut p = RouterProcess { child: Some(child), socket: socket.to_path_buf(), log, config: cfg_path };
+        let mut p = RouterProcess {
+            child: Some(child),
+            socket: socket.to_path_buf(),
+            log,
+            config: cfg_path,
+        };
         let start = Instant::now();
         loop {
             if ferroplane_ctl::call(socket, ferroplane_ctl::Request::Version).is_ok() {
@@ -78,11 +90,18 @@ impl RouterProcess {
             if let Some(c) = p.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
                     p.child = None;
-                    return Err(format!("ferroplane exited ({st}) before it was ready:\n{}", p.log_text()));
+                    return Err(format!(
+                        "ferroplane exited ({st}) before it was ready:\n{}",
+                        p.log_text()
+                    ));
                 }
             }
             if start.elapsed() > timeout {
-                return Err(format!("ferroplane did not answer on {} within {timeout:?}:\n{}", socket.display(), p.log_text()));
+                return Err(format!(
+                    "ferroplane did not answer on {} within {timeout:?}:\n{}",
+                    socket.display(),
+                    p.log_text()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -127,8 +146,16 @@ pub fn run_demo(exe: &Path) -> Result<(), String> {
         return Err("ferroplane demo needs root: it creates network namespaces and attaches XDP programs (try `sudo ferroplane demo`)".into());
     }
     for tool in ["ip", "ping", "ethtool", "iperf3"] {
-        if Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| !o.status.success()).unwrap_or(true) {
-            return Err(format!("ferroplane demo needs `{tool}`; run ./demo.sh, which installs it"));
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            return Err(format!(
+                "ferroplane demo needs `{tool}`; run ./demo.sh, which installs it"
+            ));
         }
     }
     let pid = std::process::id();
@@ -140,17 +167,30 @@ pub fn run_demo(exe: &Path) -> Result<(), String> {
     let worker_core = if ncores > 1 { 1 } else { 0 };
     let cfg = router_config(&topo, &socket, &[worker_core], 1);
     println!("== starting ferroplane (worker on core {worker_core}, adaptive polling)");
-    let mut router = RouterProcess::start(exe, &topo.router, &dir, &cfg, &socket, Duration::from_secs(15))?;
-    if let Ok(ferroplane_ctl::Reply::Ports { ports }) = ferroplane_ctl::call(&socket, ferroplane_ctl::Request::PortShow) {
+    let mut router =
+        RouterProcess::start(exe, &topo.router, &dir, &cfg, &socket, Duration::from_secs(15))?;
+    if let Ok(ferroplane_ctl::Reply::Ports { ports }) =
+        ferroplane_ctl::call(&socket, ferroplane_ctl::Request::PortShow)
+    {
         for p in ports {
-            println!("   port {:<6} {} mac {} mode {}", p.name, p.interface.unwrap_or_default(), p.mac, p.mode.unwrap_or_default());
+            println!(
+                "   port {:<6} {} mac {} mode {}",
+                p.name,
+                p.interface.unwrap_or_default(),
+                p.mac,
+                p.mode.unwrap_or_default()
+            );
         }
     }
     let mut ok = true;
     let mut step = |what: &str, ns: &str, args: &[&str], check: &dyn Fn(&str) -> Option<String>| {
         let out = Command::new("ip").args(["netns", "exec", ns]).args(args).output();
         let text = match out {
-            Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            Ok(o) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
             Err(e) => e.to_string(),
         };
         match check(&text) {
@@ -163,50 +203,116 @@ pub fn run_demo(exe: &Path) -> Result<(), String> {
     };
     let ping_ok = |t: &str| {
         (t.contains(" 0% packet loss") && t.contains("ttl=63")).then(|| {
-            format!("{} | {}", line_with(t, "packets transmitted").trim(), line_with(t, "rtt").trim())
+            format!(
+                "{} | {}",
+                line_with(t, "packets transmitted").trim(),
+                line_with(t, "rtt").trim()
+            )
         })
     };
     let ping6_ok = |t: &str| {
         (t.contains(" 0% packet loss") && t.contains("ttl=63")).then(|| {
-            format!("{} | {}", line_with(t, "packets transmitted").trim(), line_with(t, "rtt").trim())
+            format!(
+                "{} | {}",
+                line_with(t, "packets transmitted").trim(),
+                line_with(t, "rtt").trim()
+            )
         })
     };
-    step("ping h1 -> h2 (IPv4)", &topo.h1, &["ping", "-c", "3", "-i", "0.2", "-W", "2", addr::H2_V4], &ping_ok);
-    step("ping h2 -> h1 (IPv4)", &topo.h2, &["ping", "-c", "3", "-i", "0.2", "-W", "2", addr::H1_V4], &ping_ok);
-    step("ping h1 -> h2 (IPv6)", &topo.h1, &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", addr::H2_V6], &ping6_ok);
-    step("ping the router itself", &topo.h1, &["ping", "-c", "2", "-i", "0.2", "-W", "2", addr::R_LEFT_V4], &|t: &str| {
-        t.contains(" 0% packet loss").then(|| line_with(t, "rtt").trim().to_string())
-    });
-    step("TTL=1 probe (traceroute's first hop)", &topo.h1, &["ping", "-c", "1", "-t", "1", "-W", "2", addr::H2_V4], &|t: &str| {
-        t.contains("Time to live exceeded").then(|| line_with(t, "Time to live exceeded").trim().to_string())
-    });
+    step(
+        "ping h1 -> h2 (IPv4)",
+        &topo.h1,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", addr::H2_V4],
+        &ping_ok,
+    );
+    step(
+        "ping h2 -> h1 (IPv4)",
+        &topo.h2,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", addr::H1_V4],
+        &ping_ok,
+    );
+    step(
+        "ping h1 -> h2 (IPv6)",
+        &topo.h1,
+        &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", addr::H2_V6],
+        &ping6_ok,
+    );
+    step(
+        "ping the router itself",
+        &topo.h1,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", addr::R_LEFT_V4],
+        &|t: &str| t.contains(" 0% packet loss").then(|| line_with(t, "rtt").trim().to_string()),
+    );
+    step(
+        "TTL=1 probe (traceroute's first hop)",
+        &topo.h1,
+        &["ping", "-c", "1", "-t", "1", "-W", "2", addr::H2_V4],
+        &|t: &str| {
+            t.contains("Time to live exceeded")
+                .then(|| line_with(t, "Time to live exceeded").trim().to_string())
+        },
+    );
     // A TCP transfer through the router.
     let _ = ns_run(&topo.h2, &["iperf3", "-s", "-1", "-D", "-B", addr::H2_V4]);
     std::thread::sleep(Duration::from_millis(300));
-    step("TCP transfer h1 -> h2 (iperf3, 50 MB)", &topo.h1, &["iperf3", "-c", addr::H2_V4, "-n", "50M", "-f", "m"], &|t: &str| {
-        let recv = line_with(t, "receiver");
-        (!recv.is_empty()).then(|| recv.split_whitespace().skip(4).collect::<Vec<_>>().join(" "))
-    });
+    step(
+        "TCP transfer h1 -> h2 (iperf3, 50 MB)",
+        &topo.h1,
+        &["iperf3", "-c", addr::H2_V4, "-n", "50M", "-f", "m"],
+        &|t: &str| {
+            let recv = line_with(t, "receiver");
+            (!recv.is_empty())
+                .then(|| recv.split_whitespace().skip(4).collect::<Vec<_>>().join(" "))
+        },
+    );
     println!("== counters (fpctl stats):");
     match ferroplane_ctl::call(&socket, ferroplane_ctl::Request::Stats) {
         Ok(ferroplane_ctl::Reply::Stats(s)) => {
             for p in &s.ports {
-                println!("   {:<6} rx {:>8} pkts {:>12} bytes   tx {:>8} pkts {:>12} bytes", p.name, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes);
+                println!(
+                    "   {:<6} rx {:>8} pkts {:>12} bytes   tx {:>8} pkts {:>12} bytes",
+                    p.name, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes
+                );
             }
             for w in &s.workers {
-                let punts: Vec<String> = w.punts.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
-                let drops: Vec<String> = w.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
-                println!("   worker {}: punts [{}] drops [{}]", w.id, punts.join(" "), drops.join(" "));
+                let punts: Vec<String> = w
+                    .punts
+                    .iter()
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let drops: Vec<String> = w
+                    .drops
+                    .iter()
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                println!(
+                    "   worker {}: punts [{}] drops [{}]",
+                    w.id,
+                    punts.join(" "),
+                    drops.join(" ")
+                );
             }
-            let slow: Vec<String> = s.slow_path.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+            let slow: Vec<String> = s
+                .slow_path
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             println!("   slow path: {}", slow.join(" "));
         }
         other => println!("   cannot read stats: {other:?}"),
     }
     let status = router.stop();
     println!("== ferroplane stopped ({})", status.map_or("unknown".into(), |s| s.to_string()));
-    let xdp_left = ns_run(&topo.router, &["ip", "link", "show", &topo.left]).map(|o| String::from_utf8_lossy(&o.stdout).contains("xdp")).unwrap_or(true);
-    println!("== XDP program detached from the router's interfaces: {}", if xdp_left { "NO" } else { "yes" });
+    let xdp_left = ns_run(&topo.router, &["ip", "link", "show", &topo.left])
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("xdp"))
+        .unwrap_or(true);
+    println!(
+        "== XDP program detached from the router's interfaces: {}",
+        if xdp_left { "NO" } else { "yes" }
+    );
     drop(topo);
     let _ = std::fs::remove_dir_all(&dir);
     println!("== namespaces removed");

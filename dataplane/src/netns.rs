@@ -15,7 +15,8 @@ use std::process::{Command, Output};
 
 /// Runs a command, returning its output or a message naming it.
 pub fn run(cmd: &str, args: &[&str]) -> Result<Output, String> {
-    let out = Command::new(cmd).args(args).output().map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
+    let out =
+        Command::new(cmd).args(args).output().map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "`{cmd} {}` failed: {}",
@@ -82,8 +83,26 @@ impl Topology {
             run(
                 "ip",
                 &[
-                    "link", "add", rif, "netns", &t.router, "numtxqueues", &q, "numrxqueues", &q, "type", "veth", "peer", "name",
-                    host_if, "netns", host, "numtxqueues", &q, "numrxqueues", &q,
+                    "link",
+                    "add",
+                    rif,
+                    "netns",
+                    &t.router,
+                    "numtxqueues",
+                    &q,
+                    "numrxqueues",
+                    &q,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    host_if,
+                    "netns",
+                    host,
+                    "numtxqueues",
+                    &q,
+                    "numrxqueues",
+                    &q,
                 ],
             )?;
         }

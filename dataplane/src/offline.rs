@@ -37,7 +37,14 @@ impl OfflineRouter {
         let ports = names.iter().map(|n| MemoryPort::new(n, RING_FRAMES)).collect();
         let queues = Arc::new(Queues::new(1024));
         let rx_ports = (0..names.len() as PortId).collect();
-        let worker = Worker::new(pool, ports, rx_ports, Pipeline::new(l3_stages()), handle.clone(), queues.clone());
+        let worker = Worker::new(
+            pool,
+            ports,
+            rx_ports,
+            Pipeline::new(l3_stages()),
+            handle.clone(),
+            queues.clone(),
+        );
         Ok(OfflineRouter { worker, slow, handle, queues })
     }
 

@@ -58,13 +58,17 @@ fn read_pcap(path: &Path, r: impl Read) -> Result<Vec<CapturedFrame>, CaptureErr
     let mut out = Vec::new();
     while let Some(p) = reader.next_packet() {
         let p = p.map_err(|e| err(path, format!("frame {}: {e}", out.len() + 1)))?;
-        out.push(CapturedFrame { timestamp_ns: p.timestamp.as_nanos() as u64, data: p.data.into_owned() });
+        out.push(CapturedFrame {
+            timestamp_ns: p.timestamp.as_nanos() as u64,
+            data: p.data.into_owned(),
+        });
     }
     Ok(out)
 }
 
 fn read_pcapng(path: &Path, r: impl Read) -> Result<Vec<CapturedFrame>, CaptureError> {
-    let mut reader = PcapNgReader::new(r).map_err(|e| err(path, format!("not a pcapng file: {e}")))?;
+    let mut reader =
+        PcapNgReader::new(r).map_err(|e| err(path, format!("not a pcapng file: {e}")))?;
     let mut out = Vec::new();
     // (link type, if_tsresol) of each interface, in the order their descriptions appear.
     let mut ifaces: Vec<(DataLink, u8)> = Vec::new();
@@ -84,11 +88,25 @@ fn read_pcapng(path: &Path, r: impl Read) -> Result<Vec<CapturedFrame>, CaptureE
                 ifaces.push((idb.linktype, resol));
             }
             Block::EnhancedPacket(epb) => {
-                let &(linktype, resol) = ifaces.get(epb.interface_id as usize).ok_or_else(|| {
-                    err(path, format!("frame {} names unknown interface {}", out.len() + 1, epb.interface_id))
-                })?;
+                let &(linktype, resol) =
+                    ifaces.get(epb.interface_id as usize).ok_or_else(|| {
+                        err(
+                            path,
+                            format!(
+                                "frame {} names unknown interface {}",
+                                out.len() + 1,
+                                epb.interface_id
+                            ),
+                        )
+                    })?;
                 if linktype != DataLink::ETHERNET {
-                    return Err(err(path, format!("interface {} link type {linktype:?} is not Ethernet", epb.interface_id)));
+                    return Err(err(
+                        path,
+                        format!(
+                            "interface {} link type {linktype:?} is not Ethernet",
+                            epb.interface_id
+                        ),
+                    ));
                 }
                 // pcap-file hands back the raw timestamp count; its unit is the interface's
                 // if_tsresol (pcapng spec 4.2: default 10^-6 s).

@@ -53,7 +53,11 @@ impl std::fmt::Display for ReplayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReplayError::UnknownPort { flag, port, known } => {
-                write!(f, "{flag} names port `{port}`, which the configuration does not have (ports: {})", known.join(", "))
+                write!(
+                    f,
+                    "{flag} names port `{port}`, which the configuration does not have (ports: {})",
+                    known.join(", ")
+                )
             }
             ReplayError::DuplicateOutput(p) => write!(f, "--out given twice for port `{p}`"),
             ReplayError::Capture(e) => write!(f, "{e}"),
@@ -88,7 +92,14 @@ impl ReplayReport {
         let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>10}", "port", "rx", "tx", "written");
         for (i, name) in self.port_names.iter().enumerate() {
             let c = &self.worker.ports[i];
-            let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>10}", name, c.rx_packets.get(), c.tx_packets.get(), self.written[i]);
+            let _ = writeln!(
+                s,
+                "{:<12} {:>10} {:>10} {:>10}",
+                name,
+                c.rx_packets.get(),
+                c.tx_packets.get(),
+                self.written[i]
+            );
         }
         let punts: Vec<_> = self.worker.punts.iter().filter(|(_, v)| *v > 0).collect();
         if !punts.is_empty() {
@@ -104,7 +115,8 @@ impl ReplayReport {
                 let _ = writeln!(s, "  {n:<28} {v}");
             }
         }
-        let mut drops: Vec<(DropReason, u64)> = self.worker.drops.iter().filter(|(_, v)| *v > 0).collect();
+        let mut drops: Vec<(DropReason, u64)> =
+            self.worker.drops.iter().filter(|(_, v)| *v > 0).collect();
         for (r, v) in self.slow.drops.iter().filter(|(_, v)| *v > 0) {
             match drops.iter_mut().find(|(d, _)| *d == r) {
                 Some(e) => e.1 += v,
@@ -124,7 +136,11 @@ impl ReplayReport {
 }
 
 /// Runs the pipeline over `inputs`, writing `outputs`.
-pub fn replay(tables: Tables, inputs: &[PortFile], outputs: &[PortFile]) -> Result<ReplayReport, ReplayError> {
+pub fn replay(
+    tables: Tables,
+    inputs: &[PortFile],
+    outputs: &[PortFile],
+) -> Result<ReplayReport, ReplayError> {
     let names: Vec<String> = tables.ports.iter().map(|p| p.name.clone()).collect();
     let port_of = |flag: &'static str, name: &str| {
         names.iter().position(|n| n == name).ok_or_else(|| ReplayError::UnknownPort {
@@ -165,8 +181,10 @@ pub fn replay(tables: Tables, inputs: &[PortFile], outputs: &[PortFile]) -> Resu
         while end < frames.len() && end - start < BURST && frames[end].3 == port {
             end += 1;
         }
-        let burst: Vec<(PortId, &[u8], u64)> =
-            frames[start..end].iter().map(|(ts, _, _, port, data)| (*port as PortId, &data[..], *ts)).collect();
+        let burst: Vec<(PortId, &[u8], u64)> = frames[start..end]
+            .iter()
+            .map(|(ts, _, _, port, data)| (*port as PortId, &data[..], *ts))
+            .collect();
         router.run_burst(frames[start].0, &burst);
         collect(&mut router, &mut writers, &mut written, &counters)?;
         start = end;
@@ -176,7 +194,13 @@ pub fn replay(tables: Tables, inputs: &[PortFile], outputs: &[PortFile]) -> Resu
     for w in writers.into_iter().flatten() {
         w.finish()?;
     }
-    Ok(ReplayReport { port_names: names, frames_in, written, worker: counters, slow: router.slow_counters() })
+    Ok(ReplayReport {
+        port_names: names,
+        frames_in,
+        written,
+        worker: counters,
+        slow: router.slow_counters(),
+    })
 }
 
 fn collect(

@@ -125,13 +125,21 @@ pub fn start(
     // Port -> worker for frames the slow path builds.
     let mut port_owner: Vec<u8> = Vec::new();
     for (w, wp) in workers.into_iter().enumerate() {
-        let pool = Pool::new(POOL_FRAMES, Policy::PreferHuge).map_err(|e| format!("worker {w}: {e}"))?;
+        let pool =
+            Pool::new(POOL_FRAMES, Policy::PreferHuge).map_err(|e| format!("worker {w}: {e}"))?;
         let queues = Arc::new(Queues::new(1024));
         for _ in port_owner.len()..wp.ports.len() {
             port_owner.push(w as u8);
         }
-        let worker = Worker::new(pool, wp.ports, wp.rx_ports, Pipeline::new(l3_stages()), tables.clone(), queues.clone())
-            .with_id(w as u8);
+        let worker = Worker::new(
+            pool,
+            wp.ports,
+            wp.rx_ports,
+            Pipeline::new(l3_stages()),
+            tables.clone(),
+            queues.clone(),
+        )
+        .with_id(w as u8);
         counters.push(worker.counters());
         all_queues.push(queues);
         let stop = stop.clone();
@@ -150,7 +158,9 @@ pub fn start(
         let tables = tables.clone();
         let h = std::thread::Builder::new()
             .name("fp-control".into())
-            .spawn(move || control_loop(slow, tables, all_queues, port_owner, control_core, stop, clock))
+            .spawn(move || {
+                control_loop(slow, tables, all_queues, port_owner, control_core, stop, clock)
+            })
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
         threads.push(("fp-control".into(), h));
     }
@@ -167,11 +177,18 @@ fn pin(core: Option<usize>, what: &str) {
     }
 }
 
-fn worker_loop<P: Port>(mut worker: Worker<P>, core: Option<usize>, poll: Poll, stop: Arc<AtomicBool>, clock: Clock) {
+fn worker_loop<P: Port>(
+    mut worker: Worker<P>,
+    core: Option<usize>,
+    poll: Poll,
+    stop: Arc<AtomicBool>,
+    clock: Clock,
+) {
     pin(core, &format!("worker {}", worker.id()));
     let counters = worker.counters();
     let fds = worker.wait_fds();
-    let mut pollfds: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut pollfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     let mut empty_run = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let t0 = clock.now_ns();
@@ -189,9 +206,15 @@ fn worker_loop<P: Port>(mut worker: Worker<P>, core: Option<usize>, poll: Poll, 
                 std::thread::sleep(Duration::from_millis(ADAPTIVE_SLEEP_MS as u64));
             } else {
                 // SAFETY: pollfds is a valid array of initialised pollfd structs.
-                unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ADAPTIVE_SLEEP_MS) };
+                unsafe {
+                    libc::poll(
+                        pollfds.as_mut_ptr(),
+                        pollfds.len() as libc::nfds_t,
+                        ADAPTIVE_SLEEP_MS,
+                    )
+                };
             }
-        } else if empty_run % 64 == 0 {
+        } else {
             std::hint::spin_loop();
         }
     }
@@ -226,7 +249,9 @@ fn control_loop(
         while let Some(output) = slow.poll_output() {
             let target = match &output {
                 Output::Transmit { buf, .. } | Output::Free(buf) => buf.meta.worker as usize,
-                Output::Emit { port, .. } => port_owner.get(*port as usize).copied().unwrap_or(0) as usize,
+                Output::Emit { port, .. } => {
+                    port_owner.get(*port as usize).copied().unwrap_or(0) as usize
+                }
             };
             backlog.push_back((target.min(queues.len() - 1), Reply { output, stamp_ns: now }));
         }

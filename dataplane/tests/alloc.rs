@@ -53,8 +53,18 @@ fn frame(i: u16) -> Vec<u8> {
 #[test]
 fn steady_state_burst_allocates_nothing() {
     let mut b = TablesBuilder::new(7);
-    b.port(PortInfo { name: "l".into(), mac: [2, 0, 0, 0, 0, 1], mtu: 1500, addresses: vec![("10.1.0.1".parse().unwrap(), 24)] });
-    b.port(PortInfo { name: "r".into(), mac: [2, 0, 0, 0, 0, 2], mtu: 1500, addresses: vec![("10.2.0.1".parse().unwrap(), 24)] });
+    b.port(PortInfo {
+        name: "l".into(),
+        mac: [2, 0, 0, 0, 0, 1],
+        mtu: 1500,
+        addresses: vec![("10.1.0.1".parse().unwrap(), 24)],
+    });
+    b.port(PortInfo {
+        name: "r".into(),
+        mac: [2, 0, 0, 0, 0, 2],
+        mtu: 1500,
+        addresses: vec![("10.2.0.1".parse().unwrap(), 24)],
+    });
     let hops: Vec<NextHopSpec> = ["10.2.0.2", "10.2.0.3"]
         .iter()
         .map(|a| NextHopSpec { via: Some(a.parse().unwrap()), dev: None, weight: 1 })

@@ -3,8 +3,8 @@
 //! implementation independent of ours.
 
 use etherparse::{
-    Ethernet2Header, EtherType, IcmpEchoHeader, Icmpv4Type, Icmpv6Type, IpNumber, Ipv4Header, PacketBuilder,
-    SlicedPacket, TransportSlice,
+    EtherType, Ethernet2Header, IcmpEchoHeader, Icmpv4Type, Icmpv6Type, IpNumber, Ipv4Header,
+    PacketBuilder, SlicedPacket, TransportSlice,
 };
 use ferroplane_dataplane::assemble::build_tables;
 use ferroplane_dataplane::config;
@@ -88,14 +88,28 @@ fn drops(r: &OfflineRouter, reason: DropReason) -> u64 {
     r.worker_counters().drops.get(reason) + r.slow_counters().drops.get(reason)
 }
 
-fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
+fn udp4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, ttl).udp(40000, 5001);
     let mut v = Vec::new();
     b.write(&mut v, payload).unwrap();
     v
 }
 
-fn udp6(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 16], dst: [u8; 16], hops: u8, payload: &[u8]) -> Vec<u8> {
+fn udp6(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+    hops: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(src, dst, hops).udp(40000, 5001);
     let mut v = Vec::new();
     b.write(&mut v, payload).unwrap();
@@ -114,7 +128,9 @@ fn forwarded_v4(frame: &[u8], src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
     h.time_to_live -= 1;
     h.header_checksum = h.calc_header_checksum();
     let mut v = Vec::new();
-    Ethernet2Header { source: src_mac, destination: dst_mac, ether_type: EtherType::IPV4 }.write(&mut v).unwrap();
+    Ethernet2Header { source: src_mac, destination: dst_mac, ether_type: EtherType::IPV4 }
+        .write(&mut v)
+        .unwrap();
     h.write(&mut v).unwrap();
     v.extend_from_slice(ip.payload().payload);
     v
@@ -166,9 +182,21 @@ fn drops_are_named() {
         ("local experimental EtherType", unknown, DropReason::UnknownEthertype),
         ("truncated IPv4 header", good[..14 + 12].to_vec(), DropReason::Ipv4Truncated),
         ("shorter than Ethernet", good[..10].to_vec(), DropReason::EthTruncated),
-        ("blackhole route", udp4(H_LEFT, R_LEFT, [10, 1, 0, 2], [203, 0, 113, 1], 64, b""), DropReason::NextHopDrop),
-        ("multicast source", udp4(H_LEFT, R_LEFT, [224, 0, 0, 1], [10, 2, 0, 2], 64, b""), DropReason::Ipv4BadSource),
-        ("limited broadcast", udp4(H_LEFT, R_LEFT, [10, 1, 0, 2], [255, 255, 255, 255], 64, b""), DropReason::Ipv4NotRoutable),
+        (
+            "blackhole route",
+            udp4(H_LEFT, R_LEFT, [10, 1, 0, 2], [203, 0, 113, 1], 64, b""),
+            DropReason::NextHopDrop,
+        ),
+        (
+            "multicast source",
+            udp4(H_LEFT, R_LEFT, [224, 0, 0, 1], [10, 2, 0, 2], 64, b""),
+            DropReason::Ipv4BadSource,
+        ),
+        (
+            "limited broadcast",
+            udp4(H_LEFT, R_LEFT, [10, 1, 0, 2], [255, 255, 255, 255], 64, b""),
+            DropReason::Ipv4NotRoutable,
+        ),
         (
             "link-local IPv6 destination",
             udp6(H_LEFT, R_LEFT, v6("2001:db8:1::2"), v6("fe80::9"), 64, b""),
@@ -180,7 +208,11 @@ fn drops_are_named() {
         let out = run(&mut r, &[(LEFT, frame)]);
         assert!(out.is_empty(), "{what}: expected a drop, got {out:?}");
         assert_eq!(drops(&r, reason), 1, "{what}: expected one {reason} drop");
-        assert_eq!(r.pool_available(), ferroplane_dataplane::offline::POOL_FRAMES, "{what}: buffer leaked");
+        assert_eq!(
+            r.pool_available(),
+            ferroplane_dataplane::offline::POOL_FRAMES,
+            "{what}: buffer leaked"
+        );
     }
 }
 
@@ -216,7 +248,10 @@ fn ttl_one_gets_time_exceeded_quoting_the_original() {
     let (ip, ty, quoted) = parse_icmp4(frame);
     assert_eq!(ip.source, [10, 1, 0, 1]);
     assert_eq!(ip.destination, [10, 1, 0, 2]);
-    assert!(matches!(ty, Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)));
+    assert!(matches!(
+        ty,
+        Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)
+    ));
     assert_eq!(quoted, f[14..].to_vec());
     assert_eq!(drops(&r, DropReason::TtlExpired), 1);
 }
@@ -224,7 +259,9 @@ fn ttl_one_gets_time_exceeded_quoting_the_original() {
 #[test]
 fn echo_request_to_us_is_answered() {
     let mut r = router();
-    let b = PacketBuilder::ethernet2(H_LEFT, R_LEFT).ipv4([10, 1, 0, 2], [10, 1, 0, 1], 64).icmpv4_echo_request(0x1234, 7);
+    let b = PacketBuilder::ethernet2(H_LEFT, R_LEFT)
+        .ipv4([10, 1, 0, 2], [10, 1, 0, 1], 64)
+        .icmpv4_echo_request(0x1234, 7);
     let mut f = Vec::new();
     b.write(&mut f, b"abcdefgh").unwrap();
     let out = run(&mut r, &[(LEFT, f)]);
@@ -251,7 +288,10 @@ fn echo_request_v6_is_answered() {
     assert_eq!(icmp.icmp_type(), Icmpv6Type::EchoReply(IcmpEchoHeader { id: 9, seq: 1 }));
     let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else { panic!() };
     let h = ip.header();
-    assert_eq!(icmp.checksum(), icmp.icmp_type().calc_checksum(h.source(), h.destination(), icmp.payload()).unwrap());
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(h.source(), h.destination(), icmp.payload()).unwrap()
+    );
 }
 
 #[test]
@@ -261,7 +301,10 @@ fn no_route_gets_net_unreachable() {
     let out = run(&mut r, &[(LEFT, f)]);
     assert_eq!(out.len(), 1);
     let (_, ty, _) = parse_icmp4(&out[0].1);
-    assert!(matches!(ty, Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Network)));
+    assert!(matches!(
+        ty,
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Network)
+    ));
     assert_eq!(drops(&r, DropReason::NoRoute), 1);
 }
 
@@ -270,7 +313,10 @@ fn arp_request_for_us_is_answered_and_sender_learned() {
     let mut r = router();
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&[2, 0, 0, 0, 1, 9]);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 1, 9, 10, 1, 0, 9, 0, 0, 0, 0, 0, 0, 10, 1, 0, 1]);
+    f.extend_from_slice(&[
+        0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 1, 9, 10, 1, 0, 9, 0, 0, 0, 0, 0, 0, 10, 1,
+        0, 1,
+    ]);
     let out = run(&mut r, &[(LEFT, f)]);
     assert_eq!(out.len(), 1);
     let reply = &out[0].1;
@@ -308,7 +354,10 @@ fn unresolved_next_hop_is_resolved_then_released_in_order() {
     reply.extend_from_slice(&R_RIGHT);
     reply.extend_from_slice(&[10, 2, 0, 1]);
     let out = run(&mut r, &[(RIGHT, reply)]);
-    assert_eq!(out, vec![(RIGHT, forwarded_v4(&a, R_RIGHT, mac)), (RIGHT, forwarded_v4(&b, R_RIGHT, mac))]);
+    assert_eq!(
+        out,
+        vec![(RIGHT, forwarded_v4(&a, R_RIGHT, mac)), (RIGHT, forwarded_v4(&b, R_RIGHT, mac))]
+    );
     assert_eq!(r.pool_available(), ferroplane_dataplane::offline::POOL_FRAMES);
 }
 
@@ -349,7 +398,14 @@ fn too_big_with_df_gets_frag_needed_and_without_df_is_fragmented() {
     assert_eq!(out.len(), 1);
     let (_, ty, _) = parse_icmp4(&out[0].1);
     assert!(
-        matches!(ty, Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1280 })),
+        matches!(
+            ty,
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1280
+                }
+            )
+        ),
         "{ty:?}"
     );
 
@@ -386,9 +442,9 @@ fn neighbour_solicitation_for_us_is_advertised() {
     icmp.extend_from_slice(&target);
     icmp.extend_from_slice(&[1, 1]);
     icmp.extend_from_slice(&H_LEFT);
-    let b = PacketBuilder::ethernet2(H_LEFT, [0x33, 0x33, 0xff, 0, 0, 1]).ipv6(src, group, 255).icmpv6(
-        Icmpv6Type::Unknown { type_u8: 135, code_u8: 0, bytes5to8: [0; 4] },
-    );
+    let b = PacketBuilder::ethernet2(H_LEFT, [0x33, 0x33, 0xff, 0, 0, 1])
+        .ipv6(src, group, 255)
+        .icmpv6(Icmpv6Type::Unknown { type_u8: 135, code_u8: 0, bytes5to8: [0; 4] });
     let mut f = Vec::new();
     b.write(&mut f, &icmp[8..]).unwrap();
     let out = run(&mut r, &[(LEFT, f)]);
@@ -405,6 +461,9 @@ fn neighbour_solicitation_for_us_is_advertised() {
     assert_eq!(&na[8..24], &target);
     assert_eq!(&na[24..32], &[2, 1, 2, 0, 0, 0, 0, 1]);
     let h = ip.header();
-    assert_eq!(icmp.checksum(), icmp.icmp_type().calc_checksum(h.source(), h.destination(), icmp.payload()).unwrap());
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(h.source(), h.destination(), icmp.payload()).unwrap()
+    );
     let _ = IpNumber::UDP;
 }

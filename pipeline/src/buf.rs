@@ -6,9 +6,9 @@
 //! back (no payload copy) and decapsulation strips them by moving it forward: the Fuchsia
 //! `packet` crate's "reserve from the outside in, write from the inside out".
 //!
-//! 256 bytes of headroom hold the largest outer stack ferroplane builds: Ethernet (14) + 802.1Q (4)
-//! + IPv6 (40) + UDP (8) + Geneve (8) + up to 124 bytes of Geneve options = 198, or WireGuard over
-//! IPv6 (14 + 40 + 8 + 16-byte data header) with room to spare.
+//! 256 bytes of headroom hold the largest outer stack ferroplane builds: Ethernet (14), 802.1Q (4),
+//! IPv6 (40), UDP (8), Geneve (8) and up to 124 bytes of Geneve options make 198; WireGuard over
+//! IPv6 (14, 40, 8 and a 16-byte data header) fits with room to spare.
 
 use crate::meta::Meta;
 
@@ -44,7 +44,13 @@ impl PacketBuf {
     /// Wraps a frame. `frame.len()` must fit in `u16` (frames are at most 64 KiB).
     pub fn new(frame: &'static mut [u8], index: u32) -> PacketBuf {
         assert!(frame.len() <= u16::MAX as usize && frame.len() > HEADROOM);
-        PacketBuf { frame, head: HEADROOM as u16, tail: HEADROOM as u16, index, meta: Meta::default() }
+        PacketBuf {
+            frame,
+            head: HEADROOM as u16,
+            tail: HEADROOM as u16,
+            index,
+            meta: Meta::default(),
+        }
     }
 
     /// Resets the window to empty at the standard headroom and clears the metadata.

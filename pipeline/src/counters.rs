@@ -81,7 +81,9 @@ impl DropCounters {
 
 impl std::fmt::Debug for DropCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.iter().filter(|(_, v)| *v != 0).map(|(r, v)| (r.name(), v))).finish()
+        f.debug_map()
+            .entries(self.iter().filter(|(_, v)| *v != 0).map(|(r, v)| (r.name(), v)))
+            .finish()
     }
 }
 
@@ -115,7 +117,9 @@ impl PuntCounters {
 
 impl std::fmt::Debug for PuntCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.iter().filter(|(_, v)| *v != 0).map(|(r, v)| (r.name(), v))).finish()
+        f.debug_map()
+            .entries(self.iter().filter(|(_, v)| *v != 0).map(|(r, v)| (r.name(), v)))
+            .finish()
     }
 }
 

@@ -219,7 +219,8 @@ impl RewriteStage {
             let new = u16::from_be_bytes([ttl - 1, proto]);
             let check = u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]);
             data[l3 + 8] = ttl - 1;
-            data[l3 + 10..l3 + 12].copy_from_slice(&checksum::update16(check, old, new).to_be_bytes());
+            data[l3 + 10..l3 + 12]
+                .copy_from_slice(&checksum::update16(check, old, new).to_be_bytes());
         } else {
             data[l3 + 7] -= 1;
         }

@@ -132,7 +132,11 @@ fn parse_ipv6(data: &[u8], l3: usize, meta: &mut Meta, seed: u64) -> Result<(), 
                 if walked > MAX_EXT_HEADERS || at + 8 > end {
                     return Err(DropReason::Ipv6BadExtHeader);
                 }
-                let len = if next == 51 { (data[at + 1] as usize + 2) * 4 } else { (data[at + 1] as usize + 1) * 8 };
+                let len = if next == 51 {
+                    (data[at + 1] as usize + 2) * 4
+                } else {
+                    (data[at + 1] as usize + 1) * 8
+                };
                 if at + len > end {
                     return Err(DropReason::Ipv6BadExtHeader);
                 }
@@ -175,7 +179,14 @@ fn parse_ipv6(data: &[u8], l3: usize, meta: &mut Meta, seed: u64) -> Result<(), 
 
 /// Checks the transport header that ports come from and fills them in.
 #[inline]
-fn parse_l4(data: &[u8], l4: usize, end: usize, proto: u8, v6: bool, key: &mut FlowKey) -> Result<(), DropReason> {
+fn parse_l4(
+    data: &[u8],
+    l4: usize,
+    end: usize,
+    proto: u8,
+    v6: bool,
+    key: &mut FlowKey,
+) -> Result<(), DropReason> {
     match proto {
         6 => {
             if l4 + 20 > end {
@@ -239,7 +250,10 @@ mod tests {
     #[test]
     fn ipv4_udp_offsets_and_ports() {
         let m = parse_eth(&udp4()).unwrap();
-        assert_eq!((m.l3, m.l3_offset, m.l4_offset, m.l3_end, m.l4_proto), (L3::Ipv4, 14, 34, 14 + 31, 17));
+        assert_eq!(
+            (m.l3, m.l3_offset, m.l4_offset, m.l3_end, m.l4_proto),
+            (L3::Ipv4, 14, 34, 14 + 31, 17)
+        );
         assert_eq!((m.flow.src_port, m.flow.dst_port), (1234, 80));
     }
 

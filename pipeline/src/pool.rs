@@ -40,7 +40,10 @@ impl Pool {
     /// Returns a buffer. Never allocates: the free stack has capacity for every frame.
     #[inline]
     pub fn free(&mut self, buf: PacketBuf) {
-        debug_assert!(self.free.len() < self.size, "more frees than frames: a buffer was duplicated");
+        debug_assert!(
+            self.free.len() < self.size,
+            "more frees than frames: a buffer was duplicated"
+        );
         if self.free.len() < self.free.capacity() {
             self.free.push(buf);
         }

@@ -158,8 +158,7 @@ impl NextHopGroup {
 }
 
 /// Resolved neighbours: (port, address) -> MAC. hashbrown with foldhash: one probe, no SipHash.
-pub type NeighbourMap =
-    hashbrown::HashMap<(PortId, Addr), MacAddr, foldhash::fast::FixedState>;
+pub type NeighbourMap = hashbrown::HashMap<(PortId, Addr), MacAddr, foldhash::fast::FixedState>;
 
 /// One immutable snapshot of everything a worker reads.
 #[derive(Clone)]
@@ -225,11 +224,7 @@ impl Tables {
 
     /// A copy with a different neighbour table (cheap: the FIBs are shared).
     pub fn with_neighbours(&self, neighbours: NeighbourMap) -> Tables {
-        Tables {
-            neighbours: Arc::new(neighbours),
-            generation: self.generation + 1,
-            ..self.clone()
-        }
+        Tables { neighbours: Arc::new(neighbours), generation: self.generation + 1, ..self.clone() }
     }
 }
 
@@ -287,7 +282,9 @@ impl std::fmt::Display for BuildError {
             BuildError::ViaNotOnLink(a) => {
                 write!(f, "next hop {a} is not inside any connected subnet of the port")
             }
-            BuildError::FamilyMismatch => write!(f, "next hop and prefix are of different families"),
+            BuildError::FamilyMismatch => {
+                write!(f, "next hop and prefix are of different families")
+            }
             BuildError::NoNextHops => write!(f, "a route needs at least one next hop"),
             BuildError::Fib(e) => write!(f, "{e}"),
         }
@@ -415,7 +412,8 @@ impl TablesBuilder {
         for (i, p) in self.ports.clone().iter().enumerate() {
             local6.push(u128::from(p.link_local6()));
             for &(a, len) in &p.addresses {
-                let g = self.group(NextHopGroup::new(&[(NextHop::Direct { port: i as PortId }, 1)]));
+                let g =
+                    self.group(NextHopGroup::new(&[(NextHop::Direct { port: i as PortId }, 1)]));
                 match a {
                     IpAddr::V4(v4) => {
                         local4.push(u32::from(v4));

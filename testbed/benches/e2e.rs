@@ -16,7 +16,8 @@ const RUNS: usize = 5;
 const RUN_SECS: u64 = 5;
 
 fn rx_packets(ns: &str, ifn: &str) -> u64 {
-    let o = ns_run(ns, &["cat", &format!("/sys/class/net/{ifn}/statistics/rx_packets")]).expect("read counter");
+    let o = ns_run(ns, &["cat", &format!("/sys/class/net/{ifn}/statistics/rx_packets")])
+        .expect("read counter");
     String::from_utf8_lossy(&o.stdout).trim().parse().expect("counter value")
 }
 
@@ -55,7 +56,8 @@ fn kernel_mode(topo: &Topology, on: bool) {
     let r = &topo.router;
     let verb = if on { "add" } else { "del" };
     let _ = ns_run(r, &["ip", "addr", verb, &format!("{}/24", addr::R_LEFT_V4), "dev", &topo.left]);
-    let _ = ns_run(r, &["ip", "addr", verb, &format!("{}/24", addr::R_RIGHT_V4), "dev", &topo.right]);
+    let _ =
+        ns_run(r, &["ip", "addr", verb, &format!("{}/24", addr::R_RIGHT_V4), "dev", &topo.right]);
     let _ = ns_run(r, &["sysctl", "-qw", &format!("net.ipv4.ip_forward={}", on as u8)]);
     if !on {
         let _ = ns_run(r, &["ip", "neigh", "flush", "all"]);
@@ -76,14 +78,19 @@ fn main() {
     require_tool("trafgen", "apt-get install netsniff-ng");
     require_tool("ethtool", "apt-get install ethtool");
     let exe = workspace_bin("ferroplane");
-    let exe = if exe.exists() { exe } else { std::path::PathBuf::from("target/release/ferroplane") };
+    let exe =
+        if exe.exists() { exe } else { std::path::PathBuf::from("target/release/ferroplane") };
     assert!(exe.exists(), "build ferroplane first: cargo build --release -p ferroplane-dataplane");
     let tag = format!("b{}", std::process::id() % 100_000);
     let topo = Topology::new(&tag, 1).expect("topology");
     let dir = std::env::temp_dir().join(format!("ferroplane-e2e-{tag}"));
     std::fs::create_dir_all(&dir).unwrap();
     let left_mac = topo.router_mac(&topo.left).unwrap();
-    let h1_mac = String::from_utf8_lossy(&ns_run(&topo.h1, &["cat", "/sys/class/net/eth0/address"]).unwrap().stdout).trim().to_string();
+    let h1_mac = String::from_utf8_lossy(
+        &ns_run(&topo.h1, &["cat", "/sys/class/net/eth0/address"]).unwrap().stdout,
+    )
+    .trim()
+    .to_string();
     let socket = dir.join("ctl.sock");
     let cfg = router_config(&topo, &socket, &[1], 1);
     let (mut kernel, mut ferro) = (Vec::new(), Vec::new());
@@ -91,7 +98,9 @@ fn main() {
         kernel_mode(&topo, true);
         let k = measure(&topo, &dir, &left_mac, &h1_mac);
         kernel_mode(&topo, false);
-        let mut r = RouterProcess::start(&exe, &topo.router, &dir, &cfg, &socket, Duration::from_secs(20)).expect("ferroplane");
+        let mut r =
+            RouterProcess::start(&exe, &topo.router, &dir, &cfg, &socket, Duration::from_secs(20))
+                .expect("ferroplane");
         let f = measure(&topo, &dir, &left_mac, &h1_mac);
         r.stop();
         println!("run {}: kernel {k:.3} Mpps, ferroplane {f:.3} Mpps", run + 1);
@@ -100,7 +109,9 @@ fn main() {
     }
     let (kmin, kmed, kmax) = stats(&mut kernel);
     let (fmin, fmed, fmax) = stats(&mut ferro);
-    println!("\n64-byte UDP, one sender core, {RUNS} runs of {RUN_SECS} s each (Mpps delivered to h2)");
+    println!(
+        "\n64-byte UDP, one sender core, {RUNS} runs of {RUN_SECS} s each (Mpps delivered to h2)"
+    );
     println!("{:<22} {:>8} {:>8} {:>8}", "", "min", "median", "max");
     println!("{:<22} {kmin:>8.3} {kmed:>8.3} {kmax:>8.3}", "linux ip_forward");
     println!("{:<22} {fmin:>8.3} {fmed:>8.3} {fmax:>8.3}", "ferroplane af_xdp");

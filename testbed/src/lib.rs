@@ -24,7 +24,10 @@ pub fn require_tool(tool: &str, install_hint: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(found, "`{tool}` is required by this test and was not found; install it: {install_hint}");
+    assert!(
+        found,
+        "`{tool}` is required by this test and was not found; install it: {install_hint}"
+    );
 }
 
 /// Panics when python3 cannot import scapy.

@@ -31,23 +31,33 @@ impl Drop for Bed {
 fn bed(tag: &str, workers: &[usize], queues: u16) -> Bed {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(unsafe { libc::geteuid() }, 0, "these tests need root (network namespaces, XDP)");
-    for (t, hint) in [("ip", "apt-get install iproute2"), ("ping", "apt-get install iputils-ping"), ("ethtool", "apt-get install ethtool")] {
+    for (t, hint) in [
+        ("ip", "apt-get install iproute2"),
+        ("ping", "apt-get install iputils-ping"),
+        ("ethtool", "apt-get install ethtool"),
+    ] {
         require_tool(t, hint);
     }
     let exe = workspace_bin("ferroplane");
-    assert!(exe.exists(), "{} missing: run `cargo build --workspace --bins` first (test.sh does)", exe.display());
+    assert!(
+        exe.exists(),
+        "{} missing: run `cargo build --workspace --bins` first (test.sh does)",
+        exe.display()
+    );
     let tag = format!("{tag}{}", std::process::id() % 100_000);
     let topo = Topology::new(&tag, queues).unwrap_or_else(|e| panic!("topology: {e}"));
     let dir = std::env::temp_dir().join(format!("ferroplane-testbed-{tag}"));
     let socket = dir.join("ctl.sock");
     let cfg = router_config(&topo, &socket, workers, queues);
-    let router = RouterProcess::start(&exe, &topo.router, &dir, &cfg, &socket, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("router: {e}"));
+    let router =
+        RouterProcess::start(&exe, &topo.router, &dir, &cfg, &socket, Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("router: {e}"));
     Bed { router, topo, dir }
 }
 
 fn sh(ns: &str, args: &[&str]) -> String {
-    let o = Command::new("ip").args(["netns", "exec", ns]).args(args).output().expect("ip netns exec");
+    let o =
+        Command::new("ip").args(["netns", "exec", ns]).args(args).output().expect("ip netns exec");
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
@@ -67,14 +77,23 @@ fn ping_both_ways_ipv4_ipv6_ttl_decremented_neighbours_resolved_by_ferroplane() 
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let b = bed("p", &[1], 1);
     let t = &b.topo;
-    for (ns, dst, v6) in [(&t.h1, addr::H2_V4, false), (&t.h2, addr::H1_V4, false), (&t.h1, addr::H2_V6, true), (&t.h2, addr::H1_V6, true)] {
+    for (ns, dst, v6) in [
+        (&t.h1, addr::H2_V4, false),
+        (&t.h2, addr::H1_V4, false),
+        (&t.h1, addr::H2_V6, true),
+        (&t.h2, addr::H1_V6, true),
+    ] {
         let mut args = vec!["ping", "-c", "3", "-i", "0.2", "-W", "2"];
         if v6 {
             args.push("-6");
         }
         args.push(dst);
         let out = sh(ns, &args);
-        assert!(out.contains(" 0% packet loss"), "ping {dst} from {ns}:\n{out}\nrouter log:\n{}", b.router.log_text());
+        assert!(
+            out.contains(" 0% packet loss"),
+            "ping {dst} from {ns}:\n{out}\nrouter log:\n{}",
+            b.router.log_text()
+        );
         // The host sent TTL/hop limit 64; one router hop later the reply arrives with 63.
         assert!(out.contains("ttl=63"), "TTL not decremented exactly once:\n{out}");
     }
@@ -85,7 +104,11 @@ fn ping_both_ways_ipv4_ipv6_ttl_decremented_neighbours_resolved_by_ferroplane() 
     assert!(neigh.contains(&format!("{} lladdr {left_mac}", addr::R_LEFT_V6)), "ND: {neigh}");
     let s = stats(&b);
     for k in ["arp_replies", "arp_requests", "nd_adverts", "nd_solicits", "neighbours_learned"] {
-        assert!(s.slow_path.get(k).copied().unwrap_or(0) > 0, "slow path {k} = 0: {:?}", s.slow_path);
+        assert!(
+            s.slow_path.get(k).copied().unwrap_or(0) > 0,
+            "slow path {k} = 0: {:?}",
+            s.slow_path
+        );
     }
 }
 
@@ -94,9 +117,15 @@ fn ttl_one_probes_get_time_exceeded() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let b = bed("t", &[1], 1);
     let out = sh(&b.topo.h1, &["ping", "-c", "1", "-t", "1", "-W", "2", addr::H2_V4]);
-    assert!(out.contains(&format!("From {} icmp_seq=1 Time to live exceeded", addr::R_LEFT_V4)), "{out}");
+    assert!(
+        out.contains(&format!("From {} icmp_seq=1 Time to live exceeded", addr::R_LEFT_V4)),
+        "{out}"
+    );
     let out = sh(&b.topo.h1, &["ping", "-6", "-c", "1", "-t", "1", "-W", "2", addr::H2_V6]);
-    assert!(out.contains(&format!("From {}", addr::R_LEFT_V6)) && out.contains("Time exceeded"), "{out}");
+    assert!(
+        out.contains(&format!("From {}", addr::R_LEFT_V6)) && out.contains("Time exceeded"),
+        "{out}"
+    );
     let s = stats(&b);
     assert!(s.slow_path["icmp_errors"] >= 2);
 }
@@ -140,11 +169,17 @@ fn tcp_transfer_of_100_mb_arrives_intact() {
     let t = &b.topo;
     let h2 = t.h2.clone();
     let receiver = std::thread::spawn(move || {
-        Command::new("ip").args(["netns", "exec", &h2, "python3", "-c", RECEIVER, addr::H2_V4]).output().unwrap()
+        Command::new("ip")
+            .args(["netns", "exec", &h2, "python3", "-c", RECEIVER, addr::H2_V4])
+            .output()
+            .unwrap()
     });
     std::thread::sleep(Duration::from_millis(500));
     let total = (100 * 1024 * 1024).to_string();
-    let sent = Command::new("ip").args(["netns", "exec", &t.h1, "python3", "-c", SENDER, addr::H2_V4, &total]).output().unwrap();
+    let sent = Command::new("ip")
+        .args(["netns", "exec", &t.h1, "python3", "-c", SENDER, addr::H2_V4, &total])
+        .output()
+        .unwrap();
     let got = receiver.join().unwrap();
     let sent = String::from_utf8_lossy(&sent.stdout).trim().to_string();
     let got = String::from_utf8_lossy(&got.stdout).trim().to_string();
@@ -166,16 +201,22 @@ fn port_counters_match_what_was_sent() {
         let h2 = t.h2.clone();
         std::thread::spawn(move || {
             let code = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind((sys.argv[1],9999))\ns.settimeout(3)\nn=0\ntry:\n  while True:\n    s.recv(2048); n+=1\nexcept socket.timeout:\n  pass\nprint(n)";
-            Command::new("ip").args(["netns", "exec", &h2, "python3", "-c", code, addr::H2_V4]).output().unwrap()
+            Command::new("ip")
+                .args(["netns", "exec", &h2, "python3", "-c", code, addr::H2_V4])
+                .output()
+                .unwrap()
         })
     };
     std::thread::sleep(Duration::from_millis(500));
     let before = stats(&b);
     let send = "import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(1000):\n  s.sendto(b'x'*100,(sys.argv[1],9999))\n  time.sleep(0.0005)";
     sh(&t.h1, &["python3", "-c", send, addr::H2_V4]);
-    let got: u64 = String::from_utf8_lossy(&listener.join().unwrap().stdout).trim().parse().unwrap_or(0);
+    let got: u64 =
+        String::from_utf8_lossy(&listener.join().unwrap().stdout).trim().parse().unwrap_or(0);
     let after = stats(&b);
-    let d = |p: &str, f: fn(&ferroplane_ctl::PortStats) -> u64| f(port(&after, p)) - f(port(&before, p));
+    let d = |p: &str, f: fn(&ferroplane_ctl::PortStats) -> u64| {
+        f(port(&after, p)) - f(port(&before, p))
+    };
     assert_eq!(got, 1000, "receiver count");
     let (lrx, rtx) = (d("left", |p| p.rx_packets), d("right", |p| p.tx_packets));
     // Exactly the 1000 datagrams, give or take a stray ARP/ND refresh.
@@ -208,12 +249,18 @@ fn sigterm_stops_cleanly_and_detaches_xdp() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut b = bed("s", &[1], 1);
     let link = ns_run(&b.topo.router, &["ip", "link", "show", "left"]).unwrap();
-    assert!(String::from_utf8_lossy(&link.stdout).contains("xdp"), "XDP program attached while running");
+    assert!(
+        String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "XDP program attached while running"
+    );
     let st = b.router.stop().expect("exit status");
     assert!(st.success(), "exit status {st}\n{}", b.router.log_text());
     for ifn in ["left", "right"] {
         let link = ns_run(&b.topo.router, &["ip", "link", "show", ifn]).unwrap();
-        assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"), "{ifn} still has an XDP program");
+        assert!(
+            !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+            "{ifn} still has an XDP program"
+        );
     }
     assert!(!b.router.socket.exists(), "control socket removed");
 }

@@ -55,20 +55,40 @@ fn main() -> ExitCode {
     };
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());
-        return if matches!(reply, Reply::Error { .. }) { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        return if matches!(reply, Reply::Error { .. }) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     match reply {
         Reply::Version { daemon, protocol } => {
-            println!("fpctl {} (protocol {})", env!("CARGO_PKG_VERSION"), ferroplane_ctl::PROTOCOL_VERSION);
+            println!(
+                "fpctl {} (protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                ferroplane_ctl::PROTOCOL_VERSION
+            );
             println!("ferroplane {daemon} (protocol {protocol})");
         }
         Reply::Stats(s) => {
-            println!("{:<12} {:>12} {:>14} {:>12} {:>14}", "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes");
+            println!(
+                "{:<12} {:>12} {:>14} {:>12} {:>14}",
+                "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes"
+            );
             for p in &s.ports {
-                println!("{:<12} {:>12} {:>14} {:>12} {:>14}", p.name, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes);
+                println!(
+                    "{:<12} {:>12} {:>14} {:>12} {:>14}",
+                    p.name, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes
+                );
             }
             for w in &s.workers {
-                println!("\nworker {}: {} bursts, {} empty polls, busy {:.3} s", w.id, w.bursts, w.empty_polls, w.busy_ns as f64 / 1e9);
+                println!(
+                    "\nworker {}: {} bursts, {} empty polls, busy {:.3} s",
+                    w.id,
+                    w.bursts,
+                    w.empty_polls,
+                    w.busy_ns as f64 / 1e9
+                );
                 for (k, v) in w.punts.iter().filter(|(_, v)| **v > 0) {
                     println!("  punt {k:<26} {v}");
                 }
@@ -85,7 +105,10 @@ fn main() -> ExitCode {
             }
         }
         Reply::Ports { ports } => {
-            println!("{:<10} {:<8} {:<14} {:<18} {:>5} {:>6}  {:<14} addresses", "name", "driver", "interface", "mac", "mtu", "queues", "mode");
+            println!(
+                "{:<10} {:<8} {:<14} {:<18} {:>5} {:>6}  {:<14} addresses",
+                "name", "driver", "interface", "mac", "mtu", "queues", "mode"
+            );
             for p in ports {
                 println!(
                     "{:<10} {:<8} {:<14} {:<18} {:>5} {:>6}  {:<14} {}",
@@ -101,7 +124,10 @@ fn main() -> ExitCode {
             }
         }
         Reply::Error { code, message } => {
-            eprintln!("fpctl: {message} ({})", serde_json::to_string(&code).unwrap_or_default().trim_matches('"'));
+            eprintln!(
+                "fpctl: {message} ({})",
+                serde_json::to_string(&code).unwrap_or_default().trim_matches('"')
+            );
             return ExitCode::FAILURE;
         }
     }

@@ -110,7 +110,10 @@ fn main() -> ExitCode {
             let tables = match build_tables(&cfg, &|_| None) {
                 Ok(t) => t,
                 Err(e) => {
-                    eprintln!("{}: {e} (replay runs every port as `memory`: give each port a `mac`)", config.display());
+                    eprintln!(
+                        "{}: {e} (replay runs every port as `memory`: give each port a `mac`)",
+                        config.display()
+                    );
                     return ExitCode::from(2);
                 }
             };

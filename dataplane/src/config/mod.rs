@@ -88,7 +88,8 @@ impl FromStr for Mac {
             if p.len() != 2 {
                 return Err(format!("`{s}` is not a MAC address (six hex bytes separated by `:`)"));
             }
-            *b = u8::from_str_radix(p, 16).map_err(|_| format!("`{s}` is not a MAC address (`{p}` is not hex)"))?;
+            *b = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("`{s}` is not a MAC address (`{p}` is not hex)"))?;
         }
         Ok(Mac(m))
     }
@@ -116,7 +117,9 @@ pub struct Prefix {
 }
 
 fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let (a, l) = s.split_once('/').ok_or_else(|| format!("`{s}` needs a prefix length, as in 10.0.0.0/8"))?;
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` needs a prefix length, as in 10.0.0.0/8"))?;
     let addr: IpAddr = a.parse().map_err(|_| format!("`{a}` is not an IP address"))?;
     let len: u8 = l.parse().map_err(|_| format!("`{l}` is not a prefix length"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -165,7 +168,9 @@ impl FromStr for IfAddr {
             IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
         };
         if bad {
-            return Err(format!("{addr} cannot be an interface address (unspecified, multicast or broadcast)"));
+            return Err(format!(
+                "{addr} cannot be an interface address (unspecified, multicast or broadcast)"
+            ));
         }
         Ok(IfAddr { addr, len })
     }
@@ -292,7 +297,13 @@ impl Config {
             }
         }
         for n in &self.neighbors {
-            let _ = writeln!(o, "\n[[neighbor]]\naddress = \"{}\"\nmac = \"{}\"\nport = {}", n.address, n.mac, q(&n.port));
+            let _ = writeln!(
+                o,
+                "\n[[neighbor]]\naddress = \"{}\"\nmac = \"{}\"\nport = {}",
+                n.address,
+                n.mac,
+                q(&n.port)
+            );
         }
         o
     }
@@ -409,13 +420,26 @@ impl Report<'_> {
     fn at(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+        let col =
+            before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+                + 1;
         (line, col)
     }
 
-    fn err(&mut self, span: std::ops::Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+    fn err(
+        &mut self,
+        span: std::ops::Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let (line, column) = self.at(span.start);
-        let e = ConfigError { file: self.file.to_string(), line, column, key: key.into(), message: message.into() };
+        let e = ConfigError {
+            file: self.file.to_string(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        };
         self.errors.push((span.start, e));
     }
 }
@@ -425,7 +449,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => parse_str(&text, &file),
-        Err(e) => Err(ConfigErrors(vec![ConfigError { file, line: 0, column: 0, key: "-".into(), message: format!("cannot read: {e}") }])),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file,
+            line: 0,
+            column: 0,
+            key: "-".into(),
+            message: format!("cannot read: {e}"),
+        }])),
     }
 }
 
@@ -464,9 +494,18 @@ fn key_at(text: &str, offset: usize) -> String {
 }
 
 fn check(r: &mut Report<'_>, raw: Raw) -> Config {
-    for (name, v) in [("tunnel", &raw.tunnel), ("wireguard", &raw.wireguard), ("service", &raw.service), ("acl", &raw.acl)] {
+    for (name, v) in [
+        ("tunnel", &raw.tunnel),
+        ("wireguard", &raw.wireguard),
+        ("service", &raw.service),
+        ("acl", &raw.acl),
+    ] {
         if let Some(v) = v {
-            r.err(v.span(), name, format!("[[{name}]] is not supported by this version of ferroplane"));
+            r.err(
+                v.span(),
+                name,
+                format!("[[{name}]] is not supported by this version of ferroplane"),
+            );
         }
     }
     let dataplane = check_dataplane(r, raw.dataplane);
@@ -478,7 +517,9 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
         let p = p.into_inner();
         let key = |k: &str| format!("port[{i}].{k}");
         let name = p.name.get_ref().clone();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             r.err(p.name.span(), key("name"), "a port name is letters, digits, `-` and `_`");
         }
         if !names.insert(name.clone()) {
@@ -489,14 +530,22 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
             "dpdk" => Driver::Dpdk,
             "memory" => Driver::Memory,
             other => {
-                r.err(p.driver.span(), key("driver"), format!("unknown driver `{other}`; expected af_xdp, dpdk or memory"));
+                r.err(
+                    p.driver.span(),
+                    key("driver"),
+                    format!("unknown driver `{other}`; expected af_xdp, dpdk or memory"),
+                );
                 Driver::Memory
             }
         };
         let interface = p.interface.as_ref().map(|s| s.get_ref().clone());
         match (driver, &p.interface) {
-            (Driver::AfXdp | Driver::Dpdk, None) => r.err(span.clone(), key("interface"), format!("driver {driver} needs `interface`")),
-            (Driver::Memory, Some(i)) => r.err(i.span(), key("interface"), "memory ports have no interface"),
+            (Driver::AfXdp | Driver::Dpdk, None) => {
+                r.err(span.clone(), key("interface"), format!("driver {driver} needs `interface`"))
+            }
+            (Driver::Memory, Some(i)) => {
+                r.err(i.span(), key("interface"), "memory ports have no interface")
+            }
             _ => {}
         }
         let queues = match &p.queues {
@@ -509,7 +558,11 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
         };
         let mtu = match &p.mtu {
             Some(m) if !(68..=1778).contains(m.get_ref()) => {
-                r.err(m.span(), key("mtu"), "mtu must be 68..=1778 (packet buffers are 2048 bytes with 256 of headroom)");
+                r.err(
+                    m.span(),
+                    key("mtu"),
+                    "mtu must be 68..=1778 (packet buffers are 2048 bytes with 256 of headroom)",
+                );
                 1500
             }
             Some(m) => *m.get_ref() as u16,
@@ -520,10 +573,18 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
             match a.get_ref().parse::<IfAddr>() {
                 Ok(ia) => {
                     if ia.addr.is_ipv6() && mtu < 1280 {
-                        r.err(a.span(), format!("port[{i}].addresses[{j}]"), "IPv6 needs mtu >= 1280 (RFC 8200)");
+                        r.err(
+                            a.span(),
+                            format!("port[{i}].addresses[{j}]"),
+                            "IPv6 needs mtu >= 1280 (RFC 8200)",
+                        );
                     }
                     if !seen_addrs.insert(ia.addr) {
-                        r.err(a.span(), format!("port[{i}].addresses[{j}]"), format!("{} is configured twice", ia.addr));
+                        r.err(
+                            a.span(),
+                            format!("port[{i}].addresses[{j}]"),
+                            format!("{} is configured twice", ia.addr),
+                        );
                     }
                     addresses.push(ia);
                 }
@@ -533,7 +594,11 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
         let mac = match &p.mac {
             Some(m) => match m.get_ref().parse::<Mac>() {
                 Ok(mac) if mac.0[0] & 1 == 1 => {
-                    r.err(m.span(), key("mac"), format!("{mac} is a multicast address; a port needs a unicast MAC"));
+                    r.err(
+                        m.span(),
+                        key("mac"),
+                        format!("{mac} is a multicast address; a port needs a unicast MAC"),
+                    );
                     None
                 }
                 Ok(mac) => Some(mac),
@@ -559,7 +624,11 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
         let prefix = match rt.prefix.get_ref().parse::<Prefix>() {
             Ok(p) => {
                 if !prefixes.insert(p) {
-                    r.err(rt.prefix.span(), format!("route[{i}].prefix"), format!("{p} is routed twice"));
+                    r.err(
+                        rt.prefix.span(),
+                        format!("route[{i}].prefix"),
+                        format!("{p} is routed twice"),
+                    );
                 }
                 Some(p)
             }
@@ -570,10 +639,18 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
         };
         let blackhole = rt.blackhole.as_ref().is_some_and(|b| *b.get_ref());
         if blackhole && !rt.nexthops.is_empty() {
-            r.err(span.clone(), format!("route[{i}].nexthops"), "a blackhole route has no next hops");
+            r.err(
+                span.clone(),
+                format!("route[{i}].nexthops"),
+                "a blackhole route has no next hops",
+            );
         }
         if !blackhole && rt.nexthops.is_empty() {
-            r.err(span.clone(), format!("route[{i}].nexthops"), "a route needs next hops (or `blackhole = true`)");
+            r.err(
+                span.clone(),
+                format!("route[{i}].nexthops"),
+                "a route needs next hops (or `blackhole = true`)",
+            );
         }
         let mut nexthops = Vec::new();
         for (j, nh) in rt.nexthops.into_iter().enumerate() {
@@ -603,7 +680,11 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
                     Ok(a) => {
                         if let Some(p) = prefix {
                             if a.is_ipv4() != p.addr.is_ipv4() {
-                                r.err(v.span(), key("via"), format!("{a} and {p} are of different address families"));
+                                r.err(
+                                    v.span(),
+                                    key("via"),
+                                    format!("{a} and {p} are of different address families"),
+                                );
                             }
                         }
                         let on_link = match (&nh.dev, dev_port) {
@@ -612,20 +693,34 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
                             (None, _) => ports.iter().any(|p| p.on_link(a)),
                         };
                         if !on_link {
-                            let scope = nh.dev.as_ref().map_or("any port's".to_string(), |d| format!("port `{}`'s", d.get_ref()));
-                            r.err(v.span(), key("via"), format!("{a} is not inside {scope} connected subnets"));
+                            let scope = nh.dev.as_ref().map_or("any port's".to_string(), |d| {
+                                format!("port `{}`'s", d.get_ref())
+                            });
+                            r.err(
+                                v.span(),
+                                key("via"),
+                                format!("{a} is not inside {scope} connected subnets"),
+                            );
                         }
                         Some(a)
                     }
                     Err(_) => {
-                        r.err(v.span(), key("via"), format!("`{}` is not an IP address", v.get_ref()));
+                        r.err(
+                            v.span(),
+                            key("via"),
+                            format!("`{}` is not an IP address", v.get_ref()),
+                        );
                         None
                     }
                 },
                 None => None,
             };
             if nh.via.is_none() && nh.dev.is_none() {
-                r.err(nspan, format!("route[{i}].nexthops[{j}]"), "a next hop needs `via`, `dev`, or both");
+                r.err(
+                    nspan,
+                    format!("route[{i}].nexthops[{j}]"),
+                    "a next hop needs `via`, `dev`, or both",
+                );
             }
             nexthops.push(NextHopConfig { via, dev: nh.dev.map(|d| d.into_inner()), weight });
         }
@@ -645,13 +740,21 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
             Ok(a) => {
                 if let Some(p) = port {
                     if !p.on_link(a) {
-                        r.err(n.address.span(), key("address"), format!("{a} is not inside port `{}`'s subnets", p.name));
+                        r.err(
+                            n.address.span(),
+                            key("address"),
+                            format!("{a} is not inside port `{}`'s subnets", p.name),
+                        );
                     }
                 }
                 Some(a)
             }
             Err(_) => {
-                r.err(n.address.span(), key("address"), format!("`{}` is not an IP address", n.address.get_ref()));
+                r.err(
+                    n.address.span(),
+                    key("address"),
+                    format!("`{}` is not an IP address", n.address.get_ref()),
+                );
                 None
             }
         };
@@ -688,7 +791,11 @@ fn check_dataplane(r: &mut Report<'_>, d: Option<S<RawDataplane>>) -> DataplaneC
     let span = d.span();
     let d = d.into_inner();
     match d.workers {
-        None => r.err(span, "dataplane.workers", "`workers` is required: the cores of the poll-mode workers, e.g. [1]"),
+        None => r.err(
+            span,
+            "dataplane.workers",
+            "`workers` is required: the cores of the poll-mode workers, e.g. [1]",
+        ),
         Some(w) => {
             let mut cores = Vec::new();
             if w.get_ref().is_empty() {
@@ -698,7 +805,11 @@ fn check_dataplane(r: &mut Report<'_>, d: Option<S<RawDataplane>>) -> DataplaneC
                 if !(0..=1023).contains(c.get_ref()) {
                     r.err(c.span(), format!("dataplane.workers[{i}]"), "a core number is 0..=1023");
                 } else if cores.contains(&(*c.get_ref() as usize)) {
-                    r.err(c.span(), format!("dataplane.workers[{i}]"), format!("core {} is listed twice", c.get_ref()));
+                    r.err(
+                        c.span(),
+                        format!("dataplane.workers[{i}]"),
+                        format!("core {} is listed twice", c.get_ref()),
+                    );
                 } else {
                     cores.push(*c.get_ref() as usize);
                 }
@@ -719,7 +830,11 @@ fn check_dataplane(r: &mut Report<'_>, d: Option<S<RawDataplane>>) -> DataplaneC
         match p.get_ref().as_str() {
             "busy" => out.poll = Poll::Busy,
             "adaptive" => out.poll = Poll::Adaptive,
-            other => r.err(p.span(), "dataplane.poll", format!("unknown poll mode `{other}`; expected busy or adaptive")),
+            other => r.err(
+                p.span(),
+                "dataplane.poll",
+                format!("unknown poll mode `{other}`; expected busy or adaptive"),
+            ),
         }
     }
     if let Some(h) = d.hash_seed {
@@ -728,8 +843,187 @@ fn check_dataplane(r: &mut Report<'_>, d: Option<S<RawDataplane>>) -> DataplaneC
     if let Some(m) = d.metrics {
         match m.get_ref().parse::<SocketAddr>() {
             Ok(a) => out.metrics = Some(a),
-            Err(_) => r.err(m.span(), "dataplane.metrics", format!("`{}` is not ADDRESS:PORT", m.get_ref())),
+            Err(_) => r.err(
+                m.span(),
+                "dataplane.metrics",
+                format!("`{}` is not ADDRESS:PORT", m.get_ref()),
+            ),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const GOOD: &str = r#"
+[dataplane]
+workers = [1]
+
+[[port]]
+name = "left"
+driver = "memory"
+mac = "02:00:00:00:00:01"
+addresses = ["10.1.0.1/24", "2001:db8:1::1/64"]
+
+[[route]]
+prefix = "198.51.100.0/24"
+nexthops = [{ via = "10.1.0.2", weight = 3 }, { dev = "left" }]
+
+[[neighbor]]
+address = "10.1.0.2"
+mac = "02:00:00:00:01:02"
+port = "left"
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse_str(text, "t.toml").unwrap_err().0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn examples_parse_and_round_trip_through_to_toml() {
+        for (name, text) in [
+            ("good", GOOD.to_string()),
+            (
+                "router.toml",
+                std::fs::read_to_string(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../examples/router.toml"
+                ))
+                .unwrap(),
+            ),
+            (
+                "router-afxdp.toml",
+                std::fs::read_to_string(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../examples/router-afxdp.toml"
+                ))
+                .unwrap(),
+            ),
+        ] {
+            let c = parse_str(&text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let again = parse_str(&c.to_toml(), "printed")
+                .unwrap_or_else(|e| panic!("{name} printed back: {e}\n{}", c.to_toml()));
+            assert_eq!(c, again, "{name}");
+        }
+        let c = parse_str(GOOD, "t").unwrap();
+        assert_eq!(
+            c.routes[0].nexthops[0],
+            NextHopConfig { via: Some("10.1.0.2".parse().unwrap()), dev: None, weight: 3 }
+        );
+        assert_eq!(c.ports[0].mtu, 1500);
+        assert_eq!(c.dataplane.poll, Poll::Adaptive);
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_place() {
+        let text = r#"[dataplane]
+workers = [1, 1]
+poll = "sometimes"
+
+[[port]]
+name = "left"
+driver = "memory"
+addresses = ["10.1.0.1/24", "224.0.0.1/4"]
+
+[[port]]
+name = "left"
+driver = "af_xdp"
+mac = "01:00:5e:00:00:01"
+
+[[route]]
+prefix = "10.0.0.1/8"
+nexthops = [{ via = "192.0.2.1" }, { dev = "nope", weight = 0 }, { via = "2001:db8::1" }]
+
+[[neighbor]]
+address = "10.9.0.1"
+mac = "zz:00:00:00:00:01"
+port = "left"
+"#;
+        assert_eq!(
+            errors(text),
+            vec![
+                "t.toml:2:15: dataplane.workers[1]: core 1 is listed twice",
+                "t.toml:3:8: dataplane.poll: unknown poll mode `sometimes`; expected busy or adaptive",
+                "t.toml:5:1: port[0].mac: memory ports need a `mac`",
+                "t.toml:8:29: port[0].addresses[1]: 224.0.0.1 cannot be an interface address (unspecified, multicast or broadcast)",
+                "t.toml:10:1: port[1].interface: driver af_xdp needs `interface`",
+                "t.toml:11:8: port[1].name: port name `left` is used twice",
+                "t.toml:13:7: port[1].mac: 01:00:5e:00:00:01 is a multicast address; a port needs a unicast MAC",
+                "t.toml:16:10: route[0].prefix: host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?",
+                "t.toml:17:21: route[0].nexthops[0].via: 192.0.2.1 is not inside any port's connected subnets",
+                "t.toml:17:44: route[0].nexthops[1].dev: no port named `nope`",
+                "t.toml:17:61: route[0].nexthops[1].weight: weight must be 1..=1000",
+                "t.toml:17:74: route[0].nexthops[2].via: 2001:db8::1 is not inside any port's connected subnets",
+                "t.toml:20:11: neighbor[0].address: 10.9.0.1 is not inside port `left`'s subnets",
+                "t.toml:21:7: neighbor[0].mac: `zz:00:00:00:00:01` is not a MAC address (`zz` is not hex)",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_type_and_unknown_key_errors_name_the_place() {
+        assert_eq!(
+            errors("[dataplane]\nworkers = [1\n"),
+            vec!["t.toml:3:1: dataplane: invalid array expected `]`"]
+        );
+        let e = errors("[dataplane]\nworkers = \"one\"\n");
+        assert!(
+            e[0].starts_with(
+                "t.toml:2:11: dataplane: invalid type: string \"one\", expected a sequence"
+            ),
+            "{e:?}"
+        );
+        let e = errors("[dataplane]\nworkers = [1]\nturbo = true\n");
+        assert!(
+            e[0].starts_with("t.toml:3:1: dataplane: unknown field `turbo`, expected one of"),
+            "{e:?}"
+        );
+        let e = errors("[dataplane]\nworkers = [1]\n[[tunnel]]\nname = \"vx\"\n");
+        assert_eq!(
+            e,
+            vec!["t.toml:3:1: tunnel: [[tunnel]] is not supported by this version of ferroplane"]
+        );
+        let e = errors("");
+        assert_eq!(
+            e,
+            vec![
+                "t.toml:1:1: dataplane: missing [dataplane] section (at least `workers = [CORE]`)"
+            ]
+        );
+    }
+
+    #[test]
+    fn family_mismatch_and_blackhole_rules() {
+        let base = "[dataplane]\nworkers = [0]\n[[port]]\nname = \"p\"\ndriver = \"memory\"\nmac = \"02:00:00:00:00:01\"\naddresses = [\"10.0.0.1/24\", \"2001:db8::1/64\"]\n";
+        let e = errors(&format!("{base}[[route]]\nprefix = \"2001:db8:5::/48\"\nnexthops = [{{ via = \"10.0.0.2\" }}]\n"));
+        assert_eq!(e, vec!["t.toml:10:21: route[0].nexthops[0].via: 10.0.0.2 and 2001:db8:5::/48 are of different address families"]);
+        let e = errors(&format!("{base}[[route]]\nprefix = \"192.0.2.0/24\"\n"));
+        assert_eq!(
+            e,
+            vec!["t.toml:8:1: route[0].nexthops: a route needs next hops (or `blackhole = true`)"]
+        );
+        assert!(parse_str(
+            &format!("{base}[[route]]\nprefix = \"192.0.2.0/24\"\nblackhole = true\n"),
+            "t"
+        )
+        .is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(s in ".{0,300}") {
+            let _ = parse_str(&s, "fuzz.toml");
+        }
+
+        #[test]
+        fn mutated_good_file_never_panics(cut in 0usize..400, byte in any::<u8>()) {
+            let mut b = GOOD.as_bytes().to_vec();
+            let i = cut % b.len();
+            b[i] = byte;
+            let _ = parse_str(&String::from_utf8_lossy(&b), "fuzz.toml");
+        }
+    }
 }

@@ -120,7 +120,13 @@ impl Port for MemoryPort {
         &self.name
     }
 
-    fn rx_burst(&mut self, pool: &mut Pool, out: &mut Vec<PacketBuf>, max: usize, _now_ns: u64) -> usize {
+    fn rx_burst(
+        &mut self,
+        pool: &mut Pool,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+        _now_ns: u64,
+    ) -> usize {
         let mut n = 0;
         while n < max {
             let Some((frame, stamp)) = self.rx.front() else { break };

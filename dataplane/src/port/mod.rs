@@ -16,7 +16,13 @@ pub trait Port: Send {
 
     /// Receives up to `max` frames, appending them to `out` (buffers come from `pool`). Returns
     /// how many were received. `now_ns` stamps frames that carry no time of their own.
-    fn rx_burst(&mut self, pool: &mut Pool, out: &mut Vec<PacketBuf>, max: usize, now_ns: u64) -> usize;
+    fn rx_burst(
+        &mut self,
+        pool: &mut Pool,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+        now_ns: u64,
+    ) -> usize;
 
     /// Transmits the buffers in `pkts`, draining the ones it accepted (their buffers go back to
     /// `pool` now or at [`Port::reclaim`]). What is left in `pkts` was refused (ring full): the
@@ -44,7 +50,13 @@ impl Port for Box<dyn Port> {
         (**self).name()
     }
 
-    fn rx_burst(&mut self, pool: &mut Pool, out: &mut Vec<PacketBuf>, max: usize, now_ns: u64) -> usize {
+    fn rx_burst(
+        &mut self,
+        pool: &mut Pool,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+        now_ns: u64,
+    ) -> usize {
         (**self).rx_burst(pool, out, max, now_ns)
     }
 

@@ -127,7 +127,14 @@ pub fn multicast_mac(group: &[u8; 16]) -> MacAddr {
 }
 
 /// Writes an IPv6 header.
-pub fn write_ipv6(out: &mut [u8], payload_len: u16, next_header: u8, hop_limit: u8, src: &[u8; 16], dst: &[u8; 16]) {
+pub fn write_ipv6(
+    out: &mut [u8],
+    payload_len: u16,
+    next_header: u8,
+    hop_limit: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+) {
     out[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
     out[4..6].copy_from_slice(&payload_len.to_be_bytes());
     out[6] = next_header;
@@ -137,7 +144,15 @@ pub fn write_ipv6(out: &mut [u8], payload_len: u16, next_header: u8, hop_limit: 
 }
 
 /// Writes an IPv4 header without options, checksum included.
-pub fn write_ipv4(out: &mut [u8], total_len: u16, tos: u8, ttl: u8, proto: u8, src: [u8; 4], dst: [u8; 4]) {
+pub fn write_ipv4(
+    out: &mut [u8],
+    total_len: u16,
+    tos: u8,
+    ttl: u8,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+) {
     out[0] = 0x45;
     out[1] = tos;
     out[2..4].copy_from_slice(&total_len.to_be_bytes());
@@ -154,7 +169,10 @@ pub fn write_ipv4(out: &mut [u8], total_len: u16, tos: u8, ttl: u8, proto: u8, s
 /// Computes and stores the ICMPv6 checksum of `icmp` (the whole ICMPv6 message).
 pub fn fill_icmpv6_checksum(icmp: &mut [u8], src: &[u8; 16], dst: &[u8; 16]) {
     icmp[2..4].copy_from_slice(&[0, 0]);
-    let acc = checksum::combine(checksum::pseudo_header_v6(src, dst, 58, icmp.len() as u32), checksum::sum(icmp));
+    let acc = checksum::combine(
+        checksum::pseudo_header_v6(src, dst, 58, icmp.len() as u32),
+        checksum::sum(icmp),
+    );
     let c = checksum::finish(acc);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
 }
@@ -166,7 +184,12 @@ const ND_OPT_TLLA: u8 = 2;
 
 /// A neighbour solicitation (RFC 4861 4.3) for `target`, multicast to its solicited-node group,
 /// or unicast to `unicast_to` (a re-probe of a known neighbour).
-pub fn ns_frame(src_mac: MacAddr, src: &[u8; 16], target: &[u8; 16], unicast_to: Option<MacAddr>) -> Frame {
+pub fn ns_frame(
+    src_mac: MacAddr,
+    src: &[u8; 16],
+    target: &[u8; 16],
+    unicast_to: Option<MacAddr>,
+) -> Frame {
     let mut b = [0u8; ETH_LEN + IPV6_LEN + 32];
     let (dst, dst_mac) = match unicast_to {
         Some(mac) => (*target, mac),
@@ -189,7 +212,12 @@ pub fn ns_frame(src_mac: MacAddr, src: &[u8; 16], target: &[u8; 16], unicast_to:
 
 /// A neighbour advertisement (RFC 4861 4.4) for `target` (ours) to `dst`, as a router,
 /// solicited unless sent to a multicast group, with the override flag and our MAC.
-pub fn na_frame(src_mac: MacAddr, dst_mac: MacAddr, target: &[u8; 16], dst: &[u8; 16]) -> [u8; ETH_LEN + IPV6_LEN + 32] {
+pub fn na_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    target: &[u8; 16],
+    dst: &[u8; 16],
+) -> [u8; ETH_LEN + IPV6_LEN + 32] {
     let mut b = [0u8; ETH_LEN + IPV6_LEN + 32];
     write_eth(&mut b, dst_mac, src_mac, ETHERTYPE_IPV6);
     write_ipv6(&mut b[ETH_LEN..], 32, 58, 255, target, dst);
@@ -283,21 +311,35 @@ pub fn echo_reply_v6(data: &mut [u8], l3: usize, l4: usize) -> Option<()> {
 /// it is itself an ICMP error, or a non-first fragment.
 pub fn error_forbidden(data: &[u8], l3: usize, l4: usize, v4: bool, l4_proto: u8) -> bool {
     if v4 {
-        let frag = u16::from_be_bytes([data.get(l3 + 6).copied().unwrap_or(0), data.get(l3 + 7).copied().unwrap_or(0)]);
+        let frag = u16::from_be_bytes([
+            data.get(l3 + 6).copied().unwrap_or(0),
+            data.get(l3 + 7).copied().unwrap_or(0),
+        ]);
         if frag & 0x1fff != 0 {
             return true;
         }
-        l4_proto == 1 && l4 != 0 && data.get(l4).is_some_and(|t| !matches!(t, 0 | 8 | 13 | 14 | 15 | 16))
+        l4_proto == 1
+            && l4 != 0
+            && data.get(l4).is_some_and(|t| !matches!(t, 0 | 8 | 13 | 14 | 15 | 16))
     } else {
         // Non-first fragments have no L4 offset; errors (type < 128) are not answered.
-        (l4 == 0 && l4_proto == 44) || (l4_proto == 58 && l4 != 0 && data.get(l4).is_some_and(|t| *t < 128))
+        (l4 == 0 && l4_proto == 44)
+            || (l4_proto == 58 && l4 != 0 && data.get(l4).is_some_and(|t| *t < 128))
     }
 }
 
 /// Replaces the packet in `buf` (original IPv4 packet starting at `l3`) with an ICMPv4 error about
 /// it, in place: original L2 header dropped, quote truncated, ICMP and IP headers prepended.
 /// Leaves the IP packet at the start of the buffer; the caller adds the Ethernet header.
-pub fn icmp4_error(buf: &mut PacketBuf, l3: usize, l3_end: usize, kind: u8, code: u8, rest: u32, src: [u8; 4]) -> Option<()> {
+pub fn icmp4_error(
+    buf: &mut PacketBuf,
+    l3: usize,
+    l3_end: usize,
+    kind: u8,
+    code: u8,
+    rest: u32,
+    src: [u8; 4],
+) -> Option<()> {
     let orig_src: [u8; 4] = buf.data().get(l3 + 12..l3 + 16)?.try_into().ok()?;
     buf.truncate(l3_end);
     buf.advance(l3).ok()?;
@@ -317,7 +359,15 @@ pub fn icmp4_error(buf: &mut PacketBuf, l3: usize, l3_end: usize, kind: u8, code
 }
 
 /// The ICMPv6 counterpart of [`icmp4_error`] (RFC 4443 3).
-pub fn icmp6_error(buf: &mut PacketBuf, l3: usize, l3_end: usize, kind: u8, code: u8, rest: u32, src: &[u8; 16]) -> Option<()> {
+pub fn icmp6_error(
+    buf: &mut PacketBuf,
+    l3: usize,
+    l3_end: usize,
+    kind: u8,
+    code: u8,
+    rest: u32,
+    src: &[u8; 16],
+) -> Option<()> {
     let orig_src: [u8; 16] = buf.data().get(l3 + 8..l3 + 24)?.try_into().ok()?;
     buf.truncate(l3_end);
     buf.advance(l3).ok()?;
@@ -413,8 +463,8 @@ mod tests {
 
     /// A real ARP request captured from Linux (who-has 10.0.0.1 tell 10.0.0.2).
     const ARP_REQ: [u8; 28] = [
-        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0, 0, 2, 0, 0, 0, 0,
-        0, 0, 10, 0, 0, 1,
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0,
+        0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1,
     ];
 
     #[test]
@@ -445,7 +495,8 @@ mod tests {
         assert_eq!(ip.hop_limit(), 255);
         let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
         assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
-        let repr = Icmpv6Repr::parse(&ip.src_addr(), &ip.dst_addr(), &icmp, &Default::default()).unwrap();
+        let repr =
+            Icmpv6Repr::parse(&ip.src_addr(), &ip.dst_addr(), &icmp, &Default::default()).unwrap();
         match repr {
             Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit { target_addr, lladdr: Some(ll) }) => {
                 assert_eq!(target_addr.octets(), target);

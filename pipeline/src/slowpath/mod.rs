@@ -30,7 +30,11 @@ use neighbour::{Action, Cache, Lookup, Refusal};
 use ratelimit::TokenBucket;
 
 /// What the slow path hands back to a worker.
+///
+/// `Emit` carries its frame inline on purpose: handing it to a worker through the reply ring then
+/// allocates nothing on either side (a boxed frame would be freed on the worker's fast path).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// Send this (punted, rewritten) buffer out of `port`.
     Transmit { port: PortId, buf: PacketBuf },
@@ -40,8 +44,9 @@ pub enum Output {
     Free(PacketBuf),
 }
 
-/// A packet waiting for a neighbour.
+/// A packet waiting for a neighbour (inline for the same reason as [`Output`]).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Pending {
     Buf(PacketBuf),
     Frame(Frame),
@@ -239,14 +244,24 @@ impl SlowPath {
         match as_v4(addr) {
             Some(target) => {
                 let Some(src) = p.ipv4() else { return };
-                let arp = Arp { op: frames::ARP_REQUEST, sha: p.mac, spa: src.octets(), tha: [0; 6], tpa: target };
+                let arp = Arp {
+                    op: frames::ARP_REQUEST,
+                    sha: p.mac,
+                    spa: src.octets(),
+                    tha: [0; 6],
+                    tpa: target,
+                };
                 let dst = known.unwrap_or([0xff; 6]);
-                self.out.push_back(Output::Emit { port, frame: frames::arp_frame(dst, p.mac, &arp) });
+                self.out
+                    .push_back(Output::Emit { port, frame: frames::arp_frame(dst, p.mac, &arp) });
                 self.counters.arp_requests.inc();
             }
             None => {
                 let src = p.ipv6().unwrap_or_else(|| p.link_local6()).octets();
-                self.out.push_back(Output::Emit { port, frame: frames::ns_frame(p.mac, &src, addr, known) });
+                self.out.push_back(Output::Emit {
+                    port,
+                    frame: frames::ns_frame(p.mac, &src, addr, known),
+                });
                 self.counters.nd_solicits.inc();
             }
         }
@@ -254,7 +269,14 @@ impl SlowPath {
 
     /// Sends `pkt` (its Ethernet source and type already written) to `next_hop` on `port` once
     /// its MAC is known.
-    fn resolve_and_send(&mut self, now: u64, tables: &Tables, port: PortId, next_hop: Addr, pkt: Pending) {
+    fn resolve_and_send(
+        &mut self,
+        now: u64,
+        tables: &Tables,
+        port: PortId,
+        next_hop: Addr,
+        pkt: Pending,
+    ) {
         match self.cache.resolve(now, port, next_hop, pkt) {
             Lookup::Known(mac, p) => self.send_to(port, mac, p),
             Lookup::Queued { probe } => {
@@ -315,7 +337,9 @@ impl SlowPath {
             _ => return self.drop(buf, DropReason::NoRoute),
         };
         let Some(p) = tables.port(port) else { return self.drop(buf, DropReason::NoRoute) };
-        let Ok(eth) = buf.prepend(ETH_LEN) else { return self.drop(buf, DropReason::SlowPathMalformed) };
+        let Ok(eth) = buf.prepend(ETH_LEN) else {
+            return self.drop(buf, DropReason::SlowPathMalformed);
+        };
         frames::write_eth(eth, [0xff; 6], p.mac, if v4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 });
         self.resolve_and_send(now, tables, port, next_hop, Pending::Buf(buf));
     }
@@ -345,7 +369,8 @@ impl SlowPath {
             }
             return self.drop(buf, DropReason::SlowPathIgnored);
         }
-        let reply = Arp { op: frames::ARP_REPLY, sha: p.mac, spa: arp.tpa, tha: arp.sha, tpa: arp.spa };
+        let reply =
+            Arp { op: frames::ARP_REPLY, sha: p.mac, spa: arp.tpa, tha: arp.sha, tpa: arp.spa };
         buf.truncate(l3 + 28);
         let data = buf.data_mut();
         frames::write_eth(data, arp.sha, p.mac, frames::ETHERTYPE_ARP);
@@ -376,7 +401,9 @@ impl SlowPath {
             frames::ND_NS => {
                 let target_is_ours = tables.is_local6(u128::from_be_bytes(nd.target))
                     && (p.link_local6().octets() == nd.target
-                        || p.addresses.iter().any(|(a, _)| *a == std::net::IpAddr::V6(nd.target.into())));
+                        || p.addresses
+                            .iter()
+                            .any(|(a, _)| *a == std::net::IpAddr::V6(nd.target.into())));
                 let unspecified = src == [0; 16];
                 if let (Some(ll), false) = (nd.lladdr, unspecified) {
                     self.learn(now, port, src, ll, target_is_ours);
@@ -434,7 +461,8 @@ impl SlowPath {
                 let s: [u8; 16] = s.try_into().unwrap_or_default();
                 let t: [u8; 16] = t.try_into().unwrap_or_default();
                 let ph = crate::checksum::pseudo_header_v6(&s, &t, 58, icmp.len() as u32);
-                crate::checksum::finish(crate::checksum::combine(ph, crate::checksum::sum(icmp))) == 0
+                crate::checksum::finish(crate::checksum::combine(ph, crate::checksum::sum(icmp)))
+                    == 0
             };
             if !ok {
                 return self.drop(buf, DropReason::SlowPathMalformed);
@@ -464,7 +492,16 @@ impl SlowPath {
     /// Replaces `buf` with an ICMP error about it and sends it, rate-limited. `why` is counted
     /// either way: the original packet is dropped.
     #[allow(clippy::too_many_arguments)]
-    fn icmp_error(&mut self, now: u64, tables: &Tables, mut buf: PacketBuf, why: DropReason, kind: u8, code: u8, rest: u32) {
+    fn icmp_error(
+        &mut self,
+        now: u64,
+        tables: &Tables,
+        mut buf: PacketBuf,
+        why: DropReason,
+        kind: u8,
+        code: u8,
+        rest: u32,
+    ) {
         self.counters.drops.inc(why);
         let m = buf.meta;
         let (l3, l4) = (m.l3_offset as usize, m.l4_offset as usize);
@@ -484,7 +521,15 @@ impl SlowPath {
         };
         let built = if v4 {
             match p.ipv4() {
-                Some(src) => frames::icmp4_error(&mut buf, l3, m.l3_end as usize, kind, code, rest, src.octets()),
+                Some(src) => frames::icmp4_error(
+                    &mut buf,
+                    l3,
+                    m.l3_end as usize,
+                    kind,
+                    code,
+                    rest,
+                    src.octets(),
+                ),
                 None => None,
             }
         } else {
@@ -510,10 +555,20 @@ impl SlowPath {
         let df = v4 && buf.data().get(l3 + 6).is_some_and(|b| b & 0x40 != 0);
         if !v4 || df {
             let (kind, code) = if v4 { (ICMP4_DEST_UNREACH, 4) } else { (ICMP6_PACKET_TOO_BIG, 0) };
-            return self.icmp_error(now, tables, buf, DropReason::MtuExceeded, kind, code, mtu as u32);
+            return self.icmp_error(
+                now,
+                tables,
+                buf,
+                DropReason::MtuExceeded,
+                kind,
+                code,
+                mtu as u32,
+            );
         }
         // Forward by fragments: the worker punted before its rewrite, so do the TTL here.
-        let Some(out) = tables.port(m.out_port) else { return self.drop(buf, DropReason::NextHopDrop) };
+        let Some(out) = tables.port(m.out_port) else {
+            return self.drop(buf, DropReason::NextHopDrop);
+        };
         let src_mac = out.mac;
         {
             let d = buf.data_mut();

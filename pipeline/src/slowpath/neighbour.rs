@@ -102,7 +102,9 @@ impl<P> Cache<P> {
     pub fn resolve(&mut self, now_ns: u64, port: PortId, addr: Addr, pkt: P) -> Lookup<P> {
         let total_full = self.queued >= self.queue_limit;
         match self.entries.get_mut(&(port, addr)) {
-            Some(State::Reachable { mac, .. }) | Some(State::Static { mac }) => Lookup::Known(*mac, pkt),
+            Some(State::Reachable { mac, .. }) | Some(State::Static { mac }) => {
+                Lookup::Known(*mac, pkt)
+            }
             Some(State::Failed { until_ns }) if now_ns < *until_ns => {
                 Lookup::Refused(pkt, Refusal::Failed)
             }
@@ -138,7 +140,11 @@ impl<P> Cache<P> {
         }
         self.entries.insert(
             (port, addr),
-            State::Incomplete { probes: 1, next_probe_ns: now_ns + RETRANS_NS, queue: VecDeque::new() },
+            State::Incomplete {
+                probes: 1,
+                next_probe_ns: now_ns + RETRANS_NS,
+                queue: VecDeque::new(),
+            },
         );
         true
     }
@@ -146,7 +152,14 @@ impl<P> Cache<P> {
     /// A neighbour told us its MAC (ARP reply or request, NA, NS with a source link-layer
     /// option). `create`: add the entry even if we were not resolving it (RFC 826: when the
     /// message was addressed to us). Returns the packets that were waiting for it.
-    pub fn learn(&mut self, now_ns: u64, port: PortId, addr: Addr, mac: MacAddr, create: bool) -> Vec<P> {
+    pub fn learn(
+        &mut self,
+        now_ns: u64,
+        port: PortId,
+        addr: Addr,
+        mac: MacAddr,
+        create: bool,
+    ) -> Vec<P> {
         let key = (port, addr);
         let reachable = State::Reachable { mac, expires_ns: now_ns + REACHABLE_NS, probes: 0 };
         match self.entries.get_mut(&key) {
@@ -186,7 +199,11 @@ impl<P> Cache<P> {
                 State::Incomplete { probes, next_probe_ns, queue } if now_ns >= *next_probe_ns => {
                     if *probes >= MAX_PROBES {
                         self.queued -= queue.len();
-                        out.push(Action::GiveUp { port, addr, dropped: std::mem::take(queue).into() });
+                        out.push(Action::GiveUp {
+                            port,
+                            addr,
+                            dropped: std::mem::take(queue).into(),
+                        });
                         *st = State::Failed { until_ns: now_ns + FAILED_HOLD_NS };
                     } else {
                         *probes += 1;
@@ -290,7 +307,10 @@ mod tests {
         out.clear();
         c.poll_timers(3 * RETRANS_NS, &mut out);
         assert!(matches!(&out[..], [Action::GiveUp { dropped, .. }] if dropped == &vec![7]));
-        assert!(matches!(c.resolve(3 * RETRANS_NS + 1, 0, A, 8), Lookup::Refused(8, Refusal::Failed)));
+        assert!(matches!(
+            c.resolve(3 * RETRANS_NS + 1, 0, A, 8),
+            Lookup::Refused(8, Refusal::Failed)
+        ));
         out.clear();
         c.poll_timers(4 * RETRANS_NS + 1, &mut out);
         assert!(matches!(c.resolve(4 * RETRANS_NS + 2, 0, A, 9), Lookup::Queued { probe: true }));

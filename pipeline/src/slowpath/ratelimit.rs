@@ -20,7 +20,8 @@ impl TokenBucket {
         let elapsed = now_ns.saturating_sub(self.last_ns);
         self.last_ns = self.last_ns.max(now_ns);
         let cap = self.burst * 1_000_000_000;
-        self.tokens_ns = self.tokens_ns.saturating_add(elapsed.saturating_mul(self.rate_per_s)).min(cap);
+        self.tokens_ns =
+            self.tokens_ns.saturating_add(elapsed.saturating_mul(self.rate_per_s)).min(cap);
         if self.tokens_ns >= 1_000_000_000 {
             self.tokens_ns -= 1_000_000_000;
             true
