@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
 cargo build --release -q -p ferroplane-dataplane
-exec ./scripts/demo-replay.sh target/release/ferroplane
+exec target/release/ferroplane demo
