@@ -17,6 +17,8 @@ have tcpdump || need_apt+=(tcpdump)
 dpkg -s libelf-dev >/dev/null 2>&1 || need_apt+=(libelf-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# libxdp (built from source by xsk-rs) checks for libpcap headers.
+dpkg -s libpcap-dev >/dev/null 2>&1 || need_apt+=(libpcap-dev)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2

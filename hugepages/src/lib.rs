@@ -147,6 +147,17 @@ impl Region {
     }
 }
 
+impl Region {
+    /// Takes back a region given up with [`Region::leak`], to unmap it on drop.
+    ///
+    /// # Safety
+    /// `mem` must be exactly the slice `leak` returned for a region of this `backing`, and no
+    /// reference into it may be used after the returned `Region` is dropped.
+    pub unsafe fn reclaim(mem: *mut u8, len: usize, backing: Backing) -> Region {
+        Region { ptr: NonNull::new(mem).expect("leaked regions are never null"), len, backing }
+    }
+}
+
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: ptr/len are exactly what mmap returned.

@@ -64,6 +64,11 @@ impl PacketBuf {
         self.index
     }
 
+    /// Address of the frame's first byte (pools check that a freed buffer is theirs).
+    pub fn frame_ptr(&self) -> *const u8 {
+        self.frame.as_ptr()
+    }
+
     /// Capacity of the whole frame.
     pub fn capacity(&self) -> usize {
         self.frame.len()

@@ -428,14 +428,10 @@ impl TablesBuilder {
                 }
             }
         }
-        let mut fib4 = Fib4::from_routes(connected4)?;
-        for (p, l, g) in self.routes4 {
-            fib4.insert(p, l, g)?;
-        }
-        let mut fib6 = Fib6::from_routes(connected6)?;
-        for (p, l, g) in self.routes6 {
-            fib6.insert(p, l, g)?;
-        }
+        // Configured routes go in after the connected ones, so a configured route for the same
+        // prefix wins; both structures are built once from the whole set.
+        let fib4 = Fib4::from_routes(connected4.into_iter().chain(self.routes4))?;
+        let fib6 = Fib6::from_routes(connected6.into_iter().chain(self.routes6))?;
         local4.sort_unstable();
         local4.dedup();
         local6.sort_unstable();

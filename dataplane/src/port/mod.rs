@@ -4,6 +4,7 @@
 //! every buffer ends back in the pool (immediately for copying ports, after the completion ring
 //! for AF_XDP). Ports never allocate on the fast path.
 
+pub mod af_xdp;
 pub mod memory;
 
 use ferroplane_pipeline::buf::PacketBuf;
