@@ -92,11 +92,11 @@ fn open_port(p: &PortConfig, queue: u16) -> Result<Box<dyn Port>, String> {
     match p.driver {
         Driver::AfXdp => {
             let ifname = p.interface.clone().unwrap_or_default();
-            let port = crate::port::af_xdp::AfXdpPort::open(
-                &p.name,
-                &crate::port::af_xdp::AfXdpConfig::new(&ifname, queue),
-            )
-            .map_err(|e| format!("port `{}` queue {queue}: {e}", p.name))?;
+            let mut xc = crate::port::af_xdp::AfXdpConfig::new(&ifname, queue);
+            xc.bind = p.xdp_bind;
+            xc.attach = p.xdp_attach;
+            let port = crate::port::af_xdp::AfXdpPort::open(&p.name, &xc)
+                .map_err(|e| format!("port `{}` queue {queue}: {e}", p.name))?;
             Ok(Box::new(port))
         }
         _ => Err(format!("port `{}`: driver not available in `run`", p.name)),

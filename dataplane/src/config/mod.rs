@@ -5,6 +5,7 @@
 //! Syntax and type errors come from the TOML parser (it stops at the first); semantic checks run
 //! over the whole file and report everything they find at once.
 
+use crate::port::af_xdp::{AttachMode, BindMode};
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -208,6 +209,10 @@ pub struct PortConfig {
     pub addresses: Vec<IfAddr>,
     pub mac: Option<Mac>,
     pub mtu: u16,
+    /// AF_XDP: `xdp_bind = "auto" | "zerocopy" | "copy"` (auto tries zero-copy first).
+    pub xdp_bind: BindMode,
+    /// AF_XDP: `xdp_attach = "auto" | "native" | "generic"` (auto tries native first).
+    pub xdp_attach: AttachMode,
 }
 
 impl PortConfig {
@@ -272,6 +277,12 @@ impl Config {
                 let _ = writeln!(o, "mac = \"{m}\"");
             }
             let _ = writeln!(o, "mtu = {}", p.mtu);
+            if p.xdp_bind != BindMode::Auto {
+                let _ = writeln!(o, "xdp_bind = \"{}\"", p.xdp_bind.as_str());
+            }
+            if p.xdp_attach != AttachMode::Auto {
+                let _ = writeln!(o, "xdp_attach = \"{}\"", p.xdp_attach.as_str());
+            }
         }
         for r in &self.routes {
             let _ = writeln!(o, "\n[[route]]\nprefix = \"{}\"", r.prefix);
@@ -382,6 +393,8 @@ struct RawPort {
     addresses: Vec<S<String>>,
     mac: Option<S<String>>,
     mtu: Option<S<i64>>,
+    xdp_bind: Option<S<String>>,
+    xdp_attach: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -614,7 +627,42 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
                 None
             }
         };
-        ports.push(PortConfig { name, driver, interface, queues, addresses, mac, mtu });
+        let xdp_bind = match &p.xdp_bind {
+            Some(b) => BindMode::parse(b.get_ref()).unwrap_or_else(|| {
+                r.err(b.span(), key("xdp_bind"), "xdp_bind is \"auto\", \"zerocopy\" or \"copy\"");
+                BindMode::Auto
+            }),
+            None => BindMode::Auto,
+        };
+        let xdp_attach = match &p.xdp_attach {
+            Some(a) => AttachMode::parse(a.get_ref()).unwrap_or_else(|| {
+                r.err(
+                    a.span(),
+                    key("xdp_attach"),
+                    "xdp_attach is \"auto\", \"native\" or \"generic\"",
+                );
+                AttachMode::Auto
+            }),
+            None => AttachMode::Auto,
+        };
+        if driver != Driver::AfXdp {
+            for (k, v) in [("xdp_bind", &p.xdp_bind), ("xdp_attach", &p.xdp_attach)] {
+                if let Some(v) = v {
+                    r.err(v.span(), key(k), format!("{k} applies to af_xdp ports only"));
+                }
+            }
+        }
+        ports.push(PortConfig {
+            name,
+            driver,
+            interface,
+            queues,
+            addresses,
+            mac,
+            mtu,
+            xdp_bind,
+            xdp_attach,
+        });
     }
     let mut routes = Vec::new();
     let mut prefixes = HashSet::new();
@@ -915,6 +963,36 @@ port = "left"
         );
         assert_eq!(c.ports[0].mtu, 1500);
         assert_eq!(c.dataplane.poll, Poll::Adaptive);
+    }
+
+    #[test]
+    fn xdp_modes_parse_check_and_print_back() {
+        let text = r#"[dataplane]
+workers = [1]
+
+[[port]]
+name = "up"
+driver = "af_xdp"
+interface = "eth0"
+xdp_bind = "copy"
+xdp_attach = "generic"
+"#;
+        let c = parse_str(text, "t").unwrap();
+        assert_eq!(
+            (c.ports[0].xdp_bind, c.ports[0].xdp_attach),
+            (BindMode::Copy, AttachMode::Generic)
+        );
+        assert_eq!(parse_str(&c.to_toml(), "printed").unwrap(), c);
+        let bad = text.replace("\"copy\"", "\"fast\"").replace("\"generic\"", "\"hw\"");
+        let e = errors(&bad);
+        assert!(e.iter().any(|l| l.contains("port[0].xdp_bind: xdp_bind is")), "{e:?}");
+        assert!(e.iter().any(|l| l.contains("port[0].xdp_attach: xdp_attach is")), "{e:?}");
+        let mem = "[[port]]\nname = \"m\"\ndriver = \"memory\"\nmac = \"02:00:00:00:00:01\"\nxdp_bind = \"copy\"\n";
+        assert!(
+            errors(mem).iter().any(|l| l.contains("applies to af_xdp ports only")),
+            "{:?}",
+            errors(mem)
+        );
     }
 
     #[test]

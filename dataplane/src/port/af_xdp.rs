@@ -249,10 +249,55 @@ fn attached_prog(ifindex: u32, mode: u32) -> Option<u32> {
     (r == 0 && id != 0).then_some(id)
 }
 
+extern "C" {
+    fn vsnprintf(
+        buf: *mut libc::c_char,
+        n: usize,
+        fmt: *const libc::c_char,
+        ap: *mut libxdp_sys::__va_list_tag,
+    ) -> libc::c_int;
+    /// libbpf's (bundled and linked by libxdp-sys, which does not bind this one).
+    fn libbpf_set_print(fn_: Option<LibbpfPrint>) -> Option<LibbpfPrint>;
+}
+
+type LibbpfPrint = unsafe extern "C" fn(
+    libc::c_uint,
+    *const libc::c_char,
+    *mut libxdp_sys::__va_list_tag,
+) -> libc::c_int;
+
+/// libxdp's messages ("no bpffs, falling back to a single program" and the like) go to tracing
+/// at debug level instead of straight to stderr: `open` reports what matters itself.
+unsafe extern "C" fn libxdp_log(
+    _level: libxdp_sys::libxdp_print_level,
+    fmt: *const libc::c_char,
+    ap: *mut libxdp_sys::__va_list_tag,
+) -> libc::c_int {
+    let mut buf = [0 as libc::c_char; 512];
+    // SAFETY: libxdp passes a format and its matching va_list; `buf` bounds the output.
+    let n = unsafe { vsnprintf(buf.as_mut_ptr(), buf.len(), fmt, ap) };
+    if n > 0 {
+        // SAFETY: vsnprintf NUL-terminates within `buf`.
+        let msg = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+        tracing::debug!(target: "libxdp", "{}", msg.to_string_lossy().trim_end());
+    }
+    0
+}
+
+fn quiet_libxdp() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: installs a callback with the signature libxdp expects.
+    ONCE.call_once(|| unsafe {
+        libxdp_sys::libxdp_set_print(Some(libxdp_log));
+        libbpf_set_print(Some(libxdp_log));
+    });
+}
+
 impl AfXdpPort {
     /// Opens the socket, trying attach and bind modes in [`attempts`] order and retrying EBUSY
     /// with backoff. Errors name the interface, the mode and the kernel's answer.
     pub fn open(name: &str, cfg: &AfXdpConfig) -> Result<AfXdpPort, String> {
+        quiet_libxdp();
         let ifindex = ifindex(&cfg.interface)?;
         let frames =
             NonZeroU32::new(cfg.frames.max(2 * BURST as u32)).ok_or("frames must be positive")?;
