@@ -284,20 +284,42 @@ unsafe extern "C" fn libxdp_log(
     0
 }
 
-fn quiet_libxdp() {
+/// Once per process: libxdp's messages into tracing, and the locked-memory limit lifted (kernels
+/// before 5.11 charge UMEM and BPF maps to RLIMIT_MEMLOCK, whose default of 8 MiB is too small).
+fn process_setup() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: installs a callback with the signature libxdp expects.
-    ONCE.call_once(|| unsafe {
-        libxdp_sys::libxdp_set_print(Some(libxdp_log));
-        libbpf_set_print(Some(libxdp_log));
+    ONCE.call_once(|| {
+        // SAFETY: installs callbacks with the signature libxdp and libbpf expect.
+        unsafe {
+            libxdp_sys::libxdp_set_print(Some(libxdp_log));
+            libbpf_set_print(Some(libxdp_log));
+        }
+        let inf = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        // SAFETY: plain syscall with a valid struct.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &inf) } != 0 {
+            tracing::debug!("could not lift RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+        }
     });
+}
+
+/// A hint for the errors whose fix is not obvious from errno alone.
+fn hint(errno: Option<i32>) -> &'static str {
+    match errno {
+        Some(libc::ENOMEM) => {
+            " (too little locked memory: raise it with `ulimit -l unlimited`, or lower `frames`)"
+        }
+        Some(libc::EINVAL) => " (no such queue on this interface? see `ethtool -l`)",
+        Some(libc::EOPNOTSUPP) => " (the driver does not support this mode)",
+        Some(libc::EPERM) | Some(libc::EACCES) => " (AF_XDP needs root)",
+        _ => "",
+    }
 }
 
 impl AfXdpPort {
     /// Opens the socket, trying attach and bind modes in [`attempts`] order and retrying EBUSY
     /// with backoff. Errors name the interface, the mode and the kernel's answer.
     pub fn open(name: &str, cfg: &AfXdpConfig) -> Result<AfXdpPort, String> {
-        quiet_libxdp();
+        process_setup();
         let ifindex = ifindex(&cfg.interface)?;
         let frames =
             NonZeroU32::new(cfg.frames.max(2 * BURST as u32)).ok_or("frames must be positive")?;
@@ -368,12 +390,13 @@ impl AfXdpPort {
                     Err(e) => {
                         let errno = errno_of(&e);
                         last_err = format!(
-                            "{} {} bind on `{}` queue {}: {}",
+                            "{} {} bind on `{}` queue {}: {}{}",
                             attach.as_str(),
                             bind.as_str(),
                             cfg.interface,
                             cfg.queue,
-                            describe(&e)
+                            describe(&e),
+                            hint(errno)
                         );
                         if errno == Some(libc::EBUSY) && Instant::now() < deadline {
                             tracing::warn!(
@@ -388,8 +411,8 @@ impl AfXdpPort {
                             backoff = (backoff * 2).min(Duration::from_millis(800));
                             continue;
                         }
-                        if errno == Some(libc::EPERM) {
-                            return Err(format!("{last_err} (AF_XDP needs root)"));
+                        if matches!(errno, Some(libc::EPERM | libc::EACCES | libc::ENOMEM)) {
+                            return Err(last_err);
                         }
                         tracing::info!(port = name, "{last_err}; trying the next mode");
                         break;
