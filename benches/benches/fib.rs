@@ -3,14 +3,11 @@
 //!
 //! - `fib4/lookup_burst_1M`, `fib4/prefix_trie_1M`: bursts of 64 destinations over a BGP-like
 //!   table of 1,000,000 IPv4 prefixes; throughput is per lookup.
-//! - `fib4/plain_dir24_8_1M`: the same lookups in a plain DIR-24-8 (one flat `Vec<u32>` of 2^24
-//!   entries plus 256-entry groups, no copy-on-write, no prefetch): the floor for this layout on
-//!   this machine at this moment, which tells what our chunking costs and how loaded the host is.
+//! - `fib4/plain_dir24_8_1M`: the same lookups in a textbook DIR-24-8 (one flat `Vec<u32>` of
+//!   2^24 entries plus 256-entry groups, one lookup at a time): the floor for this layout on this
+//!   machine at this moment, which tells what our burst lookup gains and how loaded the host is.
 //! - `fib6/lookup_burst_200k`, `fib6/prefix_trie_200k`: the same with 200,000 IPv6 prefixes.
-//! - `fib4/build_1M`: bulk build of the 1M-prefix table from an unsorted list.
-//! - `fib4/snapshot_update_1M`: what the control thread pays per published change: clone its
-//!   FIB (the snapshot the workers get), then change one route in its own copy, which now
-//!   shares every chunk with the snapshot and so copies the ones it writes.
+//! - `fib4/build_1M`, `fib6/build_200k`: bulk build of the table from an unsorted list.
 //!
 //! Destinations are drawn uniformly from inside the table's prefixes, and each iteration takes
 //! the next of 16,384 distinct bursts, so the table is as cold as a busy router's.
@@ -127,19 +124,6 @@ fn fib4(c: &mut Criterion) {
         }))
     });
     drop(baseline);
-
-    g.throughput(Throughput::Elements(1));
-    let mut master = fib.clone();
-    let mut i = 0usize;
-    g.bench_function("snapshot_update_1M", |b| {
-        b.iter_with_large_drop(|| {
-            let snapshot = master.clone();
-            let (p, l) = table[i % table.len()];
-            i += 1;
-            master.insert(p, l, (i % 4093) as NextHopId).unwrap();
-            snapshot
-        })
-    });
 
     g.throughput(Throughput::Elements(routes.len() as u64));
     g.sampling_mode(SamplingMode::Flat);

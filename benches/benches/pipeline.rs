@@ -1,7 +1,11 @@
-//! The whole L3 pipeline (parse, input, route, rewrite) per packet over a burst of 64-byte IPv4
+//! The whole L3 pipeline (parse, input, route, rewrite) per packet over bursts of 64-byte IPv4
 //! UDP frames, beside a copy-only loop that does what receive does (frame into buffer, metadata
-//! reset) and nothing else; and the full worker poll over in-memory ports, beside the same ports
-//! with an empty pipeline.
+//! reset) and nothing else, over the same frames in the same run; and the full worker poll over
+//! in-memory ports (inject, receive, pipeline, transmit, drain).
+//!
+//! The router holds a full-size table (1M BGP-like IPv4 prefixes) and the frames' destinations
+//! are drawn from inside its prefixes, 256 different bursts in turn, so lookups touch the table
+//! the way a busy router's do rather than one hot cache line.
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -14,10 +18,12 @@ use ferroplane_pipeline::pool::Pool;
 use ferroplane_pipeline::stage::{Context, Pipeline, BURST};
 use ferroplane_pipeline::tables::{NextHopSpec, PortInfo, Tables, TablesBuilder};
 
-fn frame(i: u16) -> Vec<u8> {
+const BURSTS: usize = 256;
+
+fn frame(i: u16, dst: u32) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, 2, 0x08, 0x00];
-    let mut ip = [0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0, 10, 1, 0, 2, 198, 51, 100, 0];
-    ip[19] = (i % 250) as u8 + 1;
+    let mut ip = [0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0, 10, 1, 0, 2, 0, 0, 0, 0];
+    ip[16..20].copy_from_slice(&dst.to_be_bytes());
     let c = ferroplane_pipeline::checksum::checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
@@ -25,6 +31,16 @@ fn frame(i: u16) -> Vec<u8> {
     f.extend_from_slice(&[0, 9, 0, 26, 0, 0]);
     f.resize(60, 0);
     f
+}
+
+/// 256 bursts of 64 frames whose destinations lie inside the table's prefixes.
+fn bursts() -> Vec<Vec<Vec<u8>>> {
+    let table = ferroplane_benches::routes::ipv4_table(1_000_000, 42);
+    let dests = ferroplane_benches::routes::ipv4_destinations(&table, BURST * BURSTS, 7);
+    dests
+        .chunks_exact(BURST)
+        .map(|c| c.iter().enumerate().map(|(i, &d)| frame(i as u16, d)).collect())
+        .collect()
 }
 
 /// A two-port router with a full-size IPv4 table (1M BGP-like prefixes) plus the bench's route.
@@ -63,7 +79,8 @@ fn refill(burst: &mut [PacketBuf], frames: &[Vec<u8>]) {
 
 fn l3(c: &mut Criterion) {
     let t = tables();
-    let frames: Vec<Vec<u8>> = (0..BURST as u16).map(frame).collect();
+    let all = bursts();
+    let mut next = 0;
     let mut pool = Pool::new(BURST, Policy::PreferHuge).unwrap();
     let mut burst: Vec<PacketBuf> = (0..BURST).map(|_| pool.alloc().unwrap()).collect();
     let mut pipeline = Pipeline::new(l3_stages());
@@ -71,13 +88,15 @@ fn l3(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BURST as u64));
     g.bench_function("copy_only_burst64", |b| {
         b.iter(|| {
-            refill(&mut burst, &frames);
+            refill(&mut burst, &all[next]);
+            next = (next + 1) % BURSTS;
             black_box(&mut burst);
         })
     });
     g.bench_function("pipeline_burst64", |b| {
         b.iter(|| {
-            refill(&mut burst, &frames);
+            refill(&mut burst, &all[next]);
+            next = (next + 1) % BURSTS;
             let cx = Context { tables: &t, now_ns: 0 };
             pipeline.run(&cx, &mut burst);
             black_box(&mut burst);
@@ -91,15 +110,17 @@ fn l3(c: &mut Criterion) {
 }
 
 fn worker(c: &mut Criterion) {
-    let frames: Vec<Vec<u8>> = (0..BURST as u16).map(frame).collect();
+    let all = bursts();
+    let mut next = 0;
     let mut r = ferroplane_dataplane::offline::OfflineRouter::new(tables()).unwrap();
     let mut g = c.benchmark_group("worker");
     g.throughput(Throughput::Elements(BURST as u64));
     g.bench_function("memory_ports_poll_burst64", |b| {
         b.iter(|| {
-            for f in &frames {
+            for f in &all[next] {
                 r.inject(0, f, 0);
             }
+            next = (next + 1) % BURSTS;
             let n = r.poll(0);
             r.drain_tx(|_, f, _| {
                 black_box(f);

@@ -124,11 +124,14 @@ mod tests {
                     live.push((p, l));
                 }
             }
-            for _ in 0..20 {
-                let a = bits(&mut rng);
+            let addrs: Vec<u128> = (0..70).map(|_| bits(&mut rng)).collect();
+            let mut burst = vec![None; addrs.len()];
+            ours.lookup_burst(&addrs, &mut burst);
+            for (&a, &got) in addrs.iter().zip(&burst) {
                 let want =
                     reference.get_lpm(&Ipv6Net::new(a.into(), 128).unwrap()).map(|(_, &v)| v);
                 assert_eq!(ours.lookup(a), want, "step {step} addr {}", Ipv6Addr::from(a));
+                assert_eq!(got, want, "burst, step {step} addr {}", Ipv6Addr::from(a));
             }
         }
     }
