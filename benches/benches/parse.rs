@@ -68,9 +68,12 @@ fn frames() -> Vec<Vec<u8>> {
     out
 }
 
+/// Source, destination (IPv4 mapped into 16 bytes), protocol, source port, destination port.
+type Tuple = ([u8; 16], [u8; 16], u8, u16, u16);
+
 /// The 5-tuple from etherparse's slices, as the parse stage records it.
 #[inline]
-fn etherparse_tuple(f: &[u8]) -> Option<([u8; 16], [u8; 16], u8, u16, u16)> {
+fn etherparse_tuple(f: &[u8]) -> Option<Tuple> {
     let p = SlicedPacket::from_ethernet(f).ok()?;
     let (src, dst, proto) = match p.net? {
         NetSlice::Ipv4(v4) => {
