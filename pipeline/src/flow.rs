@@ -68,7 +68,13 @@ impl FlowKey {
     pub fn symmetric_hash(&self, seed: u64) -> u32 {
         let a = (u128::from_ne_bytes(self.src), self.src_port);
         let b = (u128::from_ne_bytes(self.dst), self.dst_port);
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        // Order the endpoints without a branch: with random traffic the comparison is a coin
+        // toss, and a mispredict costs more than the whole hash.
+        let swap = (a.0 > b.0) | ((a.0 == b.0) & (a.1 > b.1));
+        let m128 = (swap as u128).wrapping_neg();
+        let m16 = (swap as u16).wrapping_neg();
+        let lo = (a.0 ^ ((a.0 ^ b.0) & m128), a.1 ^ ((a.1 ^ b.1) & m16));
+        let hi = (a.0 ^ b.0 ^ lo.0, a.1 ^ b.1 ^ lo.1);
         let ports = ((lo.1 as u64) << 32) | ((hi.1 as u64) << 16) | self.proto as u64;
         let mut h = fold_mul((lo.0 as u64) ^ seed ^ K0, ((lo.0 >> 64) as u64) ^ K1);
         h = fold_mul(h ^ (hi.0 as u64), ((hi.0 >> 64) as u64) ^ K0);

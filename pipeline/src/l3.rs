@@ -9,6 +9,7 @@
 
 use crate::buf::PacketBuf;
 use crate::checksum;
+use crate::fib::NextHopId;
 use crate::flow::as_v4;
 use crate::meta::{Meta, L3};
 use crate::parse;
@@ -145,9 +146,9 @@ pub struct RouteStage;
 
 impl RouteStage {
     #[inline]
-    fn route(cx: &Context<'_>, data: &[u8], meta: &mut Meta) -> Verdict {
+    fn route(cx: &Context<'_>, group: Option<NextHopId>, data: &[u8], meta: &mut Meta) -> Verdict {
         let t = cx.tables;
-        let Some(group_id) = t.route(&meta.flow.dst) else {
+        let Some(group_id) = group else {
             return Verdict::Punt(PuntReason::NoRoute);
         };
         let Some(group) = t.groups.get(group_id as usize) else {
@@ -185,13 +186,32 @@ impl Stage for RouteStage {
         "route"
     }
 
+    /// Two passes: all FIB lookups of the burst first, in a tight loop whose loads are
+    /// independent (so their cache misses overlap, one table miss per packet otherwise costs
+    /// the whole memory latency), then the per-packet work with the answers.
     fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
-        for p in burst.iter_mut() {
+        let mut groups = [None; crate::stage::BURST];
+        for p in burst.iter() {
+            if p.meta.verdict == Verdict::Continue {
+                cx.tables.prefetch_route(&p.meta.flow.dst);
+            }
+        }
+        for (p, g) in burst.iter().zip(groups.iter_mut()) {
+            if p.meta.verdict == Verdict::Continue {
+                *g = cx.tables.route(&p.meta.flow.dst);
+            }
+        }
+        for (i, p) in burst.iter_mut().enumerate() {
             if p.meta.verdict != Verdict::Continue {
                 continue;
             }
+            // Bursts longer than BURST (not produced by the worker) look up the rest here.
+            let group = match groups.get(i) {
+                Some(&g) => g,
+                None => cx.tables.route(&p.meta.flow.dst),
+            };
             let (data, meta) = p.data_and_meta();
-            meta.verdict = Self::route(cx, data, meta);
+            meta.verdict = Self::route(cx, group, data, meta);
         }
     }
 }

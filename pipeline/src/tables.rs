@@ -217,6 +217,14 @@ impl Tables {
         }
     }
 
+    /// Starts loading the FIB entry `dst` will need (IPv4: its first-level entry).
+    #[inline(always)]
+    pub fn prefetch_route(&self, dst: &Addr) {
+        if let Some(v4) = as_v4(dst) {
+            self.fib4.prefetch(u32::from_be_bytes(v4));
+        }
+    }
+
     #[inline]
     pub fn neighbour(&self, port: PortId, addr: &Addr) -> Option<MacAddr> {
         self.neighbours.get(&(port, *addr)).copied()

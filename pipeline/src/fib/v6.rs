@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
-use super::{FibError, NextHopId, MAX_NEXT_HOP};
+use super::{advise_huge, FibError, NextHopId, MAX_NEXT_HOP};
 
 type Map = hashbrown::HashMap<u128, u32, foldhash::fast::FixedState>;
 
@@ -56,18 +56,6 @@ const EMPTY: u32 = u32::MAX;
 const STOP: u32 = 1 << 31;
 /// The next-hop part of an entry.
 const NH: u32 = STOP - 1;
-
-/// Asks for transparent huge pages on a fresh (untouched) allocation: a 200k-prefix table spans
-/// tens of MiB, and with 4 KiB pages nearly every probe is also a TLB miss.
-fn advise_huge(ptr: *mut u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    let start = (ptr as usize).next_multiple_of(HUGE);
-    let end = (ptr as usize + len) / HUGE * HUGE;
-    if end > start {
-        // SAFETY: advice only, on whole pages inside an allocation we own.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    }
-}
 
 impl Slots {
     fn from_map(m: &Map, long: bool) -> Slots {
