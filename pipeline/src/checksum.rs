@@ -9,12 +9,18 @@
 /// folded and not complemented: add several with [`combine`], finish with [`finish`].
 #[inline]
 pub fn sum(data: &[u8]) -> u32 {
+    // 32-bit big-endian words into a 64-bit accumulator: half the iterations of 16-bit words,
+    // and the one's-complement sum folds the same (RFC 1071 2.(B), "parallel summation").
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
+    }
+    let mut rest = words.remainder().chunks_exact(2);
+    for c in &mut rest {
         acc += u16::from_be_bytes([c[0], c[1]]) as u64;
     }
-    if let [last] = chunks.remainder() {
+    if let [last] = rest.remainder() {
         acc += (*last as u64) << 8;
     }
     fold64(acc)

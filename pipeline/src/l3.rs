@@ -11,10 +11,10 @@ use crate::buf::PacketBuf;
 use crate::checksum;
 use crate::fib::NextHopId;
 use crate::flow::as_v4;
-use crate::meta::{Meta, L3};
+use crate::meta::{Addr, Meta, PortId, L3};
 use crate::parse;
 use crate::stage::{Context, Stage};
-use crate::tables::NextHop;
+use crate::tables::{MacAddr, NextHop};
 use crate::verdict::{DropReason, PuntReason, Verdict};
 
 const ETH_BROADCAST: [u8; 6] = [0xff; 6];
@@ -224,7 +224,7 @@ pub struct RewriteStage;
 
 impl RewriteStage {
     #[inline]
-    fn rewrite(cx: &Context<'_>, p: &mut PacketBuf) -> Verdict {
+    fn rewrite(cx: &Context<'_>, p: &mut PacketBuf, cache: &mut NeighbourCache) -> Verdict {
         let end = p.meta.l3_end as usize;
         p.truncate(end);
         let (data, meta) = p.data_mut_and_meta();
@@ -248,7 +248,7 @@ impl RewriteStage {
             return Verdict::Drop(DropReason::NextHopDrop);
         };
         data[6..12].copy_from_slice(&out.mac);
-        match cx.tables.neighbour(meta.out_port, &meta.next_hop) {
+        match cache.get(cx, meta.out_port, &meta.next_hop) {
             Some(mac) => {
                 data[0..6].copy_from_slice(&mac);
                 Verdict::Forward(meta.out_port)
@@ -267,12 +267,37 @@ impl Stage for RewriteStage {
     }
 
     fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
+        let mut cache = NeighbourCache::default();
         for p in burst.iter_mut() {
             if p.meta.verdict != Verdict::Continue {
                 continue;
             }
-            p.meta.verdict = Self::rewrite(cx, p);
+            p.meta.verdict = Self::rewrite(cx, p, &mut cache);
         }
+    }
+}
+
+/// The last two neighbour lookups of a burst. A burst's packets mostly share a few next hops
+/// (an ECMP group's members), so most of them skip the hash probe. Lives for one burst only, so
+/// it can never be staler than the snapshot the burst runs on.
+#[derive(Default)]
+struct NeighbourCache {
+    entries: [Option<(PortId, Addr, Option<MacAddr>)>; 2],
+    next: usize,
+}
+
+impl NeighbourCache {
+    #[inline]
+    fn get(&mut self, cx: &Context<'_>, port: PortId, addr: &Addr) -> Option<MacAddr> {
+        for (p, a, m) in self.entries.iter().flatten() {
+            if *p == port && a == addr {
+                return *m;
+            }
+        }
+        let m = cx.tables.neighbour(port, addr);
+        self.entries[self.next] = Some((port, *addr, m));
+        self.next ^= 1;
+        m
     }
 }
 
