@@ -40,16 +40,131 @@ pub enum Request {
     Stats,
     /// Ports with their addresses and the AF_XDP modes chosen.
     PortShow,
+    /// Adds a route or replaces the route for the same prefix.
+    RouteAdd { route: RouteSpec },
+    /// Removes a configured route (connected routes follow the ports' addresses).
+    RouteDel { prefix: String },
+    /// Every route: connected and configured.
+    RouteShow,
+    /// The route a destination takes (longest-prefix match in the live FIB).
+    RouteGet { address: String },
+    /// Many changes in one request (`fpctl route load`): each is checked, all are applied in
+    /// one update, and the reply counts them. Deletions first, then additions.
+    RouteBatch {
+        #[serde(default)]
+        add: Vec<RouteSpec>,
+        #[serde(default)]
+        del: Vec<String>,
+    },
+    /// Adds or replaces a static neighbour.
+    NeighAdd { port: String, address: String, mac: String },
+    /// Removes a neighbour (static or learned). `port` narrows it when the address is on
+    /// several ports.
+    NeighDel {
+        #[serde(default)]
+        port: Option<String>,
+        address: String,
+    },
+    /// Static and learned neighbours.
+    NeighShow,
+    /// Traces the next `count` packets received (every stage's verdict).
+    TraceAdd { count: u32 },
+    /// The packets traced so far; `clear` forgets them after replying.
+    TraceShow {
+        #[serde(default)]
+        clear: bool,
+    },
+    /// Writes the frames of a port to a pcap file (the daemon writes `file`).
+    CaptureStart {
+        port: String,
+        file: String,
+        #[serde(default)]
+        count: Option<u64>,
+        #[serde(default = "both")]
+        direction: String,
+    },
+    /// Stops the running capture and finishes its file.
+    CaptureStop,
+    /// The running configuration as TOML (the file plus every run-time change).
+    ConfigShow,
+    /// Replaces the running configuration by `toml`: checked fully, then applied as a
+    /// difference; a file with any error changes nothing.
+    ConfigApply {
+        toml: String,
+        /// Where the text came from, for error messages.
+        #[serde(default)]
+        source: Option<String>,
+    },
+}
+
+fn both() -> String {
+    "both".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A route as the protocol states it. Addresses are strings so that the daemon, not the JSON
+/// decoder, explains what is wrong with them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    pub prefix: String,
+    #[serde(default)]
+    pub nexthops: Vec<NextHop>,
+    #[serde(default)]
+    pub blackhole: bool,
+}
+
+/// One member of a route's next-hop group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextHop {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    #[serde(default = "one")]
+    pub weight: u32,
 }
 
 /// A reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    Version { daemon: String, protocol: u32 },
+    Version {
+        daemon: String,
+        protocol: u32,
+    },
     Stats(Stats),
-    Ports { ports: Vec<PortInfo> },
-    Error { code: ErrorCode, message: String },
+    Ports {
+        ports: Vec<PortInfo>,
+    },
+    /// A change is live (the message says what it did).
+    Ok {
+        message: String,
+    },
+    Routes {
+        routes: Vec<RouteEntry>,
+    },
+    RouteLookup {
+        address: String,
+        route: Option<RouteEntry>,
+    },
+    Neighbours {
+        neighbours: Vec<NeighEntry>,
+    },
+    Trace {
+        pending: u32,
+        packets: Vec<TracedPacket>,
+    },
+    Capture(CaptureStatus),
+    Config {
+        toml: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Stable error codes, for scripts.
@@ -62,8 +177,74 @@ pub enum ErrorCode {
     UnsupportedVersion,
     /// The line was longer than [`MAX_REQUEST`]; the connection is closed after this reply.
     RequestTooLarge,
+    /// A well-formed request with a value the daemon refuses (bad prefix, unknown port, ...).
+    InvalidArgument,
+    /// The thing to change or show does not exist.
+    NotFound,
+    /// Too many clients or requests at once: try again.
+    Busy,
     /// The daemon could not do it (the message says why).
     Failed,
+}
+
+impl Reply {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+        Reply::Error { code, message: message.into() }
+    }
+
+    pub fn ok(message: impl Into<String>) -> Reply {
+        Reply::Ok { message: message.into() }
+    }
+}
+
+/// One route of `route show` / `route get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteEntry {
+    pub prefix: String,
+    pub nexthops: Vec<NextHop>,
+    pub blackhole: bool,
+    /// "connected" (from a port's address) or "static" (file or control socket).
+    pub origin: String,
+}
+
+/// One neighbour of `neigh show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighEntry {
+    pub port: String,
+    pub address: String,
+    pub mac: String,
+    /// "static" or "reachable" (learned).
+    pub state: String,
+}
+
+/// One stage's verdict on a traced packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStep {
+    pub stage: String,
+    pub verdict: String,
+}
+
+/// A traced packet: where it came in, what it was, what every stage said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TracedPacket {
+    pub worker: usize,
+    pub port: String,
+    pub timestamp_ns: u64,
+    pub len: usize,
+    /// One-line decode, e.g. `10.0.0.1:1234 > 10.1.0.2:80 udp ttl 64`.
+    pub summary: String,
+    pub steps: Vec<TraceStep>,
+}
+
+/// A capture's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    pub port: String,
+    pub file: String,
+    pub direction: String,
+    pub written: u64,
+    pub dropped: u64,
+    pub running: bool,
 }
 
 /// Counters of one port (summed over the workers that serve it).
@@ -136,20 +317,40 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// Sends one request and reads its reply.
-pub fn call(socket: &Path, request: Request) -> Result<Reply, ClientError> {
-    let mut s = UnixStream::connect(socket).map_err(ClientError::Connect)?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(ClientError::Io)?;
-    let mut line = serde_json::to_string(&Envelope { version: PROTOCOL_VERSION, request })
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
-    line.push('\n');
-    s.write_all(line.as_bytes()).map_err(ClientError::Io)?;
-    let mut r = BufReader::new(s);
-    let mut reply = String::new();
-    if r.read_line(&mut reply).map_err(ClientError::Io)? == 0 {
-        return Err(ClientError::Closed);
+/// How long a client waits for a reply (a full-table `config apply` takes seconds).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A connection to the daemon for many requests (`route load` sends thousands).
+pub struct Client {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Result<Client, ClientError> {
+        let s = UnixStream::connect(socket).map_err(ClientError::Connect)?;
+        s.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(ClientError::Io)?;
+        let reader = BufReader::new(s.try_clone().map_err(ClientError::Io)?);
+        Ok(Client { writer: s, reader })
     }
-    serde_json::from_str(&reply).map_err(|e| ClientError::Decode(e.to_string()))
+
+    /// Sends one request and reads its reply.
+    pub fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
+        let mut line = serde_json::to_string(&Envelope { version: PROTOCOL_VERSION, request })
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).map_err(ClientError::Io)?;
+        let mut reply = String::new();
+        if self.reader.read_line(&mut reply).map_err(ClientError::Io)? == 0 {
+            return Err(ClientError::Closed);
+        }
+        serde_json::from_str(&reply).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+/// Sends one request on a new connection and reads its reply.
+pub fn call(socket: &Path, request: Request) -> Result<Reply, ClientError> {
+    Client::connect(socket)?.request(request)
 }
 
 /// Decodes one request line, or says why not (as the reply to send).

@@ -59,8 +59,10 @@ pub fn serve(
                             let _ = reply(
                                 &s,
                                 &Reply::Error {
-                                    code: ErrorCode::Failed,
-                                    message: "too many clients".into(),
+                                    code: ErrorCode::Busy,
+                                    message: format!(
+                                        "too many clients (at most {MAX_CLIENTS}); try again"
+                                    ),
                                 },
                             );
                             continue;

@@ -3,19 +3,23 @@
 //! SIGINT/SIGTERM (workers stopped, XDP programs detached, socket removed). A worker that panics
 //! stops the process with a non-zero status instead of leaving it half alive.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferroplane_ctl::{PortStats, Reply, Request, Stats, WorkerStats};
+use ferroplane_ctl::{ErrorCode, PortStats, Reply, Request, Stats, WorkerStats};
 use ferroplane_pipeline::meta::PortId;
+use ferroplane_pipeline::slowpath::SlowPathCounters;
 use ferroplane_pipeline::tables::TableHandle;
 
 use crate::assemble::build_tables;
+use crate::capture::{CaptureSummary, Direction};
 use crate::config::{Config, Driver, PortConfig};
+use crate::control::ControlPlane;
 use crate::port::Port;
-use crate::runtime::{self, Running, WorkerPorts};
+use crate::runtime::{self, Command, Running, WorkerPorts};
+use crate::worker::WorkerCounters;
 
 /// Reads an interface's MAC from sysfs.
 pub fn interface_mac(ifname: &str) -> Option<[u8; 6]> {
@@ -103,10 +107,16 @@ fn open_port(p: &PortConfig, queue: u16) -> Result<Box<dyn Port>, String> {
     }
 }
 
-/// Runs the daemon until a signal; returns the process exit status.
-pub fn run(cfg: Config) -> Result<(), String> {
+/// How long a client waits for the control thread before getting `failed`.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the daemon until SIGINT/SIGTERM. SIGHUP re-reads `config_path` and applies the
+/// difference like `fpctl config apply`.
+pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     preflight(&cfg)?;
-    let tables = build_tables(&cfg, &|p| p.interface.as_deref().and_then(interface_mac))?;
+    let mut tables = build_tables(&cfg, &|p| p.interface.as_deref().and_then(interface_mac))?;
+    let control = ControlPlane::new(&cfg, tables.ports.clone())?;
+    control.install(&mut tables);
     let nworkers = cfg.dataplane.workers.len();
     let mut workers = Vec::with_capacity(nworkers);
     let mut modes: Vec<Option<String>> = vec![None; cfg.ports.len()];
@@ -129,15 +139,37 @@ pub fn run(cfg: Config) -> Result<(), String> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
-    let running =
-        runtime::start(TableHandle::new(tables), workers, cfg.dataplane.poll, control_core)?;
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let running = runtime::start(
+        TableHandle::new(tables),
+        workers,
+        cfg.dataplane.poll,
+        control_core,
+        control,
+    )?;
     let socket_path = cfg.dataplane.control_socket.clone();
     let listener = ferroplane_ctl::server::bind(&socket_path)
         .map_err(|e| format!("control socket {}: {e}", socket_path.display()))?;
     let handler = handler(&cfg, &running, modes);
     let ctl_stop = Arc::new(AtomicBool::new(false));
-    let ctl =
-        ferroplane_ctl::server::serve(listener, socket_path.clone(), handler, ctl_stop.clone());
+    let ctl = ferroplane_ctl::server::serve(
+        listener,
+        socket_path.clone(),
+        handler.clone(),
+        ctl_stop.clone(),
+    );
+    let metrics = match cfg.dataplane.metrics {
+        Some(addr) => {
+            let source = stats_source(&running);
+            let (bound, h) = crate::metrics::serve(addr, source, ctl_stop.clone())
+                .map_err(|e| format!("[dataplane] metrics = \"{addr}\": {e}"))?;
+            tracing::info!("metrics on http://{bound}/metrics");
+            Some(h)
+        }
+        None => None,
+    };
     tracing::info!(
         "ferroplane running: {} port(s), {} worker(s), control socket {}",
         cfg.ports.len(),
@@ -150,11 +182,23 @@ pub fn run(cfg: Config) -> Result<(), String> {
             failure = Some("a worker or the control thread stopped unexpectedly".to_string());
             break;
         }
+        if hup.swap(false, Ordering::Relaxed) {
+            reload(config_path.as_deref(), &handler);
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("stopping");
+    if let Some(s) = running.capture.status().filter(|s| s.running) {
+        match running.capture.stop() {
+            Ok(_) => tracing::info!("capture to {} finished", s.file.display()),
+            Err(e) => tracing::warn!("capture: {e}"),
+        }
+    }
     ctl_stop.store(true, Ordering::SeqCst);
     let _ = ctl.join();
+    if let Some(h) = metrics {
+        let _ = h.join();
+    }
     let joined = running.shutdown();
     match (joined, failure) {
         (Err(e), _) => Err(e.to_string()),
@@ -166,53 +210,97 @@ pub fn run(cfg: Config) -> Result<(), String> {
     }
 }
 
+/// SIGHUP: re-reads the daemon's own file and applies it like `fpctl config apply`.
+fn reload(path: Option<&Path>, handler: &ferroplane_ctl::server::Handler) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: no configuration file to re-read");
+        return;
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("SIGHUP: cannot read {}: {e}; nothing changed", path.display());
+            return;
+        }
+    };
+    let source = Some(path.display().to_string());
+    match handler(Request::ConfigApply { toml: text, source }) {
+        Reply::Ok { message } => tracing::info!("SIGHUP: {}: {message}", path.display()),
+        Reply::Error { message, .. } => {
+            tracing::error!("SIGHUP: {} refused, nothing changed:\n{message}", path.display())
+        }
+        other => tracing::warn!("SIGHUP: unexpected reply {other:?}"),
+    }
+}
+
 fn fmt_mac(m: [u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
+
+/// Every counter of the running process, as `fpctl stats` and the metrics endpoint show them.
+pub fn stats(
+    running_tables: &TableHandle,
+    workers: &[Arc<WorkerCounters>],
+    slow: &SlowPathCounters,
+) -> Stats {
+    let t = running_tables.load();
+    let mut s = Stats::default();
+    for (i, p) in t.ports.iter().enumerate() {
+        let mut ps = PortStats { name: p.name.clone(), ..Default::default() };
+        for w in workers {
+            if let Some(c) = w.ports.get(i) {
+                ps.rx_packets += c.rx_packets.get();
+                ps.rx_bytes += c.rx_bytes.get();
+                ps.tx_packets += c.tx_packets.get();
+                ps.tx_bytes += c.tx_bytes.get();
+            }
+        }
+        s.ports.push(ps);
+    }
+    for (id, w) in workers.iter().enumerate() {
+        s.workers.push(WorkerStats {
+            id,
+            bursts: w.bursts.get(),
+            empty_polls: w.empty_polls.get(),
+            busy_ns: w.busy_ns.get(),
+            drops: w.drops.iter().map(|(r, v)| (r.name().to_string(), v)).collect(),
+            punts: w.punts.iter().map(|(r, v)| (r.name().to_string(), v)).collect(),
+        });
+    }
+    s.slow_path = slow.iter().map(|(k, v)| (k.to_string(), v)).collect();
+    s.slow_path_drops = slow.drops.iter().map(|(r, v)| (r.name().to_string(), v)).collect();
+    s
+}
+
+fn stats_source(running: &Running) -> Arc<dyn Fn() -> Stats + Send + Sync> {
+    let (tables, workers, slow) =
+        (running.tables.clone(), running.workers.clone(), running.slow.clone());
+    Arc::new(move || stats(&tables, &workers, &slow))
+}
+
+/// Most packets one `trace add` arms.
+const MAX_TRACE: u32 = 10_000;
 
 fn handler(
     cfg: &Config,
     running: &Running,
     modes: Vec<Option<String>>,
 ) -> ferroplane_ctl::server::Handler {
-    let workers = running.workers.clone();
-    let slow = running.slow.clone();
+    let stats = stats_source(running);
     let tables = running.tables.clone();
+    let commands = running.commands.clone();
+    let trace = running.trace.clone();
+    let capture = running.capture.clone();
     let port_cfg: Vec<PortConfig> = cfg.ports.clone();
+    let port_names: Vec<String> = port_cfg.iter().map(|p| p.name.clone()).collect();
+    let name_of =
+        move |id: u16| port_names.get(id as usize).cloned().unwrap_or_else(|| format!("#{id}"));
     Arc::new(move |req| match req {
         Request::Version => Reply::Version {
             daemon: env!("CARGO_PKG_VERSION").into(),
             protocol: ferroplane_ctl::PROTOCOL_VERSION,
         },
-        Request::Stats => {
-            let t = tables.load();
-            let mut s = Stats::default();
-            for (i, p) in t.ports.iter().enumerate() {
-                let mut ps = PortStats { name: p.name.clone(), ..Default::default() };
-                for w in &workers {
-                    if let Some(c) = w.ports.get(i) {
-                        ps.rx_packets += c.rx_packets.get();
-                        ps.rx_bytes += c.rx_bytes.get();
-                        ps.tx_packets += c.tx_packets.get();
-                        ps.tx_bytes += c.tx_bytes.get();
-                    }
-                }
-                s.ports.push(ps);
-            }
-            for (id, w) in workers.iter().enumerate() {
-                s.workers.push(WorkerStats {
-                    id,
-                    bursts: w.bursts.get(),
-                    empty_polls: w.empty_polls.get(),
-                    busy_ns: w.busy_ns.get(),
-                    drops: w.drops.iter().map(|(r, v)| (r.name().to_string(), v)).collect(),
-                    punts: w.punts.iter().map(|(r, v)| (r.name().to_string(), v)).collect(),
-                });
-            }
-            s.slow_path = slow.iter().map(|(k, v)| (k.to_string(), v)).collect();
-            s.slow_path_drops = slow.drops.iter().map(|(r, v)| (r.name().to_string(), v)).collect();
-            Reply::Stats(s)
-        }
+        Request::Stats => Reply::Stats(stats()),
         Request::PortShow => {
             let t = tables.load();
             let ports = t
@@ -235,5 +323,70 @@ fn handler(
                 .collect();
             Reply::Ports { ports }
         }
+        Request::TraceAdd { count } => {
+            if count == 0 || count > MAX_TRACE {
+                return Reply::error(
+                    ErrorCode::InvalidArgument,
+                    format!("trace count must be 1-{MAX_TRACE}"),
+                );
+            }
+            trace.add(count);
+            Reply::ok(format!("tracing the next {} packet(s)", trace.pending()))
+        }
+        Request::TraceShow { clear } => {
+            Reply::Trace { pending: trace.pending(), packets: trace.show(&name_of, clear) }
+        }
+        Request::CaptureStart { port, file, count, direction } => {
+            let Some(id) = port_cfg.iter().position(|p| p.name == port) else {
+                return Reply::error(ErrorCode::InvalidArgument, format!("no port `{port}`"));
+            };
+            let dir = match direction.parse::<Direction>() {
+                Ok(d) => d,
+                Err(e) => return Reply::error(ErrorCode::InvalidArgument, e.to_string()),
+            };
+            if count == Some(0) {
+                return Reply::error(ErrorCode::InvalidArgument, "--count must be at least 1");
+            }
+            match capture.start(id as u16, &port, Path::new(&file), count, dir) {
+                Ok(()) => match capture.status() {
+                    Some(s) => Reply::Capture(capture_status(&s)),
+                    None => Reply::ok("capture started"),
+                },
+                Err(e) => Reply::error(ErrorCode::Failed, e),
+            }
+        }
+        Request::CaptureStop => match capture.stop() {
+            Ok(s) => Reply::Capture(capture_status(&s)),
+            Err(e) => Reply::error(ErrorCode::NotFound, e),
+        },
+        other => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            match commands.try_send(Command { request: other, reply: tx }) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                    return Reply::error(
+                        ErrorCode::Busy,
+                        "the control thread has too many requests queued; try again",
+                    )
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    return Reply::error(ErrorCode::Failed, "the control thread has stopped")
+                }
+            }
+            rx.recv_timeout(CONTROL_TIMEOUT).unwrap_or_else(|_| {
+                Reply::error(ErrorCode::Failed, "the control thread did not answer in time")
+            })
+        }
     })
+}
+
+fn capture_status(s: &CaptureSummary) -> ferroplane_ctl::CaptureStatus {
+    ferroplane_ctl::CaptureStatus {
+        port: s.port.clone(),
+        file: s.file.display().to_string(),
+        direction: s.direction.to_string(),
+        written: s.written,
+        dropped: s.dropped,
+        running: s.running,
+    }
 }

@@ -6,13 +6,17 @@
 //! [`port`]) and drives the slow path.
 
 pub mod assemble;
+pub mod capture;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod metrics;
 pub mod netns;
 pub mod offline;
 pub mod pcap;
 pub mod port;
 pub mod replay;
 pub mod runtime;
+pub mod trace;
 pub mod worker;

@@ -157,6 +157,23 @@ impl CaptureWriter {
             .map_err(|e| CaptureError { path: self.path.clone(), message: e.to_string() })
     }
 
+    /// Writes the first bytes of a frame that was `orig_len` bytes long on the wire (cut at a
+    /// snapshot length): the record's captured length is `data.len()`, its original length
+    /// `orig_len`, so Wireshark shows the frame as truncated. `orig_len` must be at least
+    /// `data.len()`.
+    pub fn write_truncated(
+        &mut self,
+        timestamp_ns: u64,
+        data: &[u8],
+        orig_len: u32,
+    ) -> Result<(), CaptureError> {
+        let p = PcapPacket::new(Duration::from_nanos(timestamp_ns), orig_len, data);
+        self.w
+            .write_packet(&p)
+            .map(|_| ())
+            .map_err(|e| CaptureError { path: self.path.clone(), message: e.to_string() })
+    }
+
     pub fn finish(self) -> Result<(), CaptureError> {
         let path = self.path.clone();
         let mut inner = self.w.into_writer();

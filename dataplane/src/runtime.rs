@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,12 +23,28 @@ use ferroplane_pipeline::slowpath::{Output, SlowPath, SlowPathConfig, SlowPathCo
 use ferroplane_pipeline::stage::Pipeline;
 use ferroplane_pipeline::tables::TableHandle;
 
+use crate::capture::Capture;
 use crate::config::Poll;
+use crate::control::{ControlPlane, Staged};
 use crate::port::Port;
+use crate::trace::Trace;
 use crate::worker::{Queues, Reply, Worker, WorkerCounters};
+
+/// Control-socket requests waiting for the control thread; more get `busy`.
+pub const COMMAND_QUEUE: usize = 4096;
+/// Requests staged into one snapshot publish at most.
+const MAX_BATCH: usize = 4096;
+
+/// A control-socket request for the control thread, with where to send its reply.
+pub struct Command {
+    pub request: ferroplane_ctl::Request,
+    pub reply: SyncSender<ferroplane_ctl::Reply>,
+}
 
 /// Buffers per worker pool.
 pub const POOL_FRAMES: usize = 8192;
+/// Frames a capture holds between the workers and its writer thread.
+const CAPTURE_SLOTS: usize = 4096;
 /// Empty polls before an adaptive worker sleeps.
 const ADAPTIVE_SPIN: u32 = 256;
 /// Longest an adaptive worker sleeps before polling again (slow-path replies wait this long at
@@ -61,6 +78,10 @@ pub struct Running {
     pub tables: Arc<TableHandle>,
     pub workers: Vec<Arc<WorkerCounters>>,
     pub slow: Arc<SlowPathCounters>,
+    /// Requests for the control thread (route, neighbour, config changes and reads).
+    pub commands: SyncSender<Command>,
+    pub trace: Arc<Trace>,
+    pub capture: Arc<Capture>,
     threads: Vec<(String, JoinHandle<()>)>,
 }
 
@@ -115,8 +136,12 @@ pub fn start(
     workers: Vec<WorkerPorts>,
     poll: Poll,
     control_core: Option<usize>,
+    control: ControlPlane,
 ) -> Result<Running, String> {
     let tables = Arc::new(tables);
+    let trace = Arc::new(Trace::new());
+    let capture = Arc::new(Capture::new(CAPTURE_SLOTS));
+    let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
     let clock = Clock::new();
     let mut threads = Vec::new();
@@ -139,7 +164,8 @@ pub fn start(
             tables.clone(),
             queues.clone(),
         )
-        .with_id(w as u8);
+        .with_id(w as u8)
+        .with_observers(trace.clone(), capture.clone());
         counters.push(worker.counters());
         all_queues.push(queues);
         let stop = stop.clone();
@@ -159,12 +185,22 @@ pub fn start(
         let h = std::thread::Builder::new()
             .name("fp-control".into())
             .spawn(move || {
-                control_loop(slow, tables, all_queues, port_owner, control_core, stop, clock)
+                let c = Control { plane: control, commands: command_rx };
+                control_loop(slow, c, tables, all_queues, port_owner, control_core, stop, clock)
             })
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
         threads.push(("fp-control".into(), h));
     }
-    Ok(Running { stop, tables, workers: counters, slow: slow_counters, threads })
+    Ok(Running {
+        stop,
+        tables,
+        workers: counters,
+        slow: slow_counters,
+        commands,
+        trace,
+        capture,
+        threads,
+    })
 }
 
 fn pin(core: Option<usize>, what: &str) {
@@ -221,8 +257,62 @@ fn worker_loop<P: Port>(
     worker.flush_tx();
 }
 
+/// The control plane's state and its request queue, owned by the control thread.
+struct Control {
+    plane: ControlPlane,
+    commands: Receiver<Command>,
+}
+
+impl Control {
+    /// Serves the queued control-socket requests as one batch: stages them in order, publishes
+    /// one snapshot, then replies (a reply means the change is live). Only what is already
+    /// queued is coalesced, so no request waits for others (the 1 ms bound holds trivially).
+    /// Returns whether there was any.
+    fn serve(&mut self, first: Option<Command>, slow: &mut SlowPath, tables: &TableHandle) -> bool {
+        let mut batch: Vec<Command> = first.into_iter().collect();
+        while batch.len() < MAX_BATCH {
+            match self.commands.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if batch.is_empty() {
+            return false;
+        }
+        let staged: Vec<(Staged, SyncSender<ferroplane_ctl::Reply>)> =
+            batch.into_iter().map(|c| (self.plane.stage(c.request, slow), c.reply)).collect();
+        let failure = match self.plane.commit(slow, tables) {
+            Ok(refused) => {
+                for m in refused {
+                    tracing::warn!("{m}");
+                }
+                None
+            }
+            Err(e) => {
+                tracing::error!("publishing a table update failed: {e}");
+                Some(e)
+            }
+        };
+        for (s, to) in staged {
+            let reply = match (s, &failure) {
+                (Staged::Reply(r), None) => r,
+                (Staged::Reply(ferroplane_ctl::Reply::Ok { .. }), Some(e)) => {
+                    ferroplane_ctl::Reply::error(ferroplane_ctl::ErrorCode::Failed, e.clone())
+                }
+                (Staged::Reply(r), Some(_)) => r,
+                (Staged::Read(req), _) => self.plane.read(req, slow),
+            };
+            // The client may have gone: its reply is simply dropped.
+            let _ = to.try_send(reply);
+        }
+        true
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn control_loop(
     mut slow: SlowPath,
+    mut control: Control,
     tables: Arc<TableHandle>,
     queues: Vec<Arc<Queues>>,
     port_owner: Vec<u8>,
@@ -232,6 +322,7 @@ fn control_loop(
 ) {
     pin(core, "control thread");
     let mut backlog: VecDeque<(usize, Reply)> = VecDeque::new();
+    let mut woken_by: Option<Command> = None;
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ns();
         let mut work = false;
@@ -245,6 +336,11 @@ fn control_loop(
         }
         if slow.poll_timeout().is_some_and(|t| t <= now) {
             slow.handle_timeout(now, &tables.load());
+        }
+        work |= control.serve(woken_by.take(), &mut slow, &tables);
+        // Neighbours the slow path learned or forgot.
+        if let Err(e) = control.plane.commit(&mut slow, &tables) {
+            tracing::error!("publishing a neighbour update failed: {e}");
         }
         while let Some(output) = slow.poll_output() {
             let target = match &output {
@@ -262,12 +358,16 @@ fn control_loop(
             }
         }
         backlog = retry;
-        if let Some(n) = slow.neighbour_update() {
-            let next = tables.load().with_neighbours(n);
-            tables.publish(next);
-        }
         if !work {
-            std::thread::sleep(Duration::from_micros(200));
+            // Idle: wait for a control request, or 200 us for punts and timers. A request
+            // wakes the thread at once, so a client never waits out the nap.
+            match control.commands.recv_timeout(Duration::from_micros(200)) {
+                Ok(c) => woken_by = Some(c),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_micros(200))
+                }
+            }
         }
     }
 }

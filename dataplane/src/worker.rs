@@ -17,7 +17,9 @@ use ferroplane_pipeline::stage::{Context, Pipeline, BURST};
 use ferroplane_pipeline::tables::TableHandle;
 use ferroplane_pipeline::verdict::{DropReason, PuntReason, Verdict};
 
+use crate::capture::{Capture, Direction};
 use crate::port::Port;
+use crate::trace::{Record, Trace};
 
 /// A packet on its way to the slow path.
 #[derive(Debug)]
@@ -86,6 +88,9 @@ pub struct Worker<P: Port> {
     burst: Vec<PacketBuf>,
     tx: Vec<Vec<PacketBuf>>,
     id: u8,
+    trace: Option<Arc<Trace>>,
+    capture: Option<Arc<Capture>>,
+    now_ns: u64,
 }
 
 impl<P: Port> Worker<P> {
@@ -109,7 +114,17 @@ impl<P: Port> Worker<P> {
             burst: Vec::with_capacity(BURST),
             tx: (0..n).map(|_| Vec::with_capacity(BURST)).collect(),
             id: 0,
+            trace: None,
+            capture: None,
+            now_ns: 0,
         }
+    }
+
+    /// Connects the packet trace and the capture of the control socket.
+    pub fn with_observers(mut self, trace: Arc<Trace>, capture: Arc<Capture>) -> Self {
+        self.trace = Some(trace);
+        self.capture = Some(capture);
+        self
     }
 
     /// Sets the worker's number (stamped into each received packet's metadata).
@@ -173,7 +188,11 @@ impl<P: Port> Worker<P> {
             return 0;
         }
         self.counters.bursts.inc();
-        {
+        self.now_ns = now_ns;
+        self.capture_frames(Direction::Rx, None);
+        if self.trace.as_ref().is_some_and(|t| t.armed()) {
+            self.run_traced(now_ns);
+        } else {
             let tables = self.tables.load();
             let cx = Context { tables: &tables, now_ns };
             self.pipeline.run(&cx, &mut self.burst);
@@ -181,6 +200,61 @@ impl<P: Port> Worker<P> {
         self.dispose();
         self.flush_tx();
         n
+    }
+
+    /// Copies the frames of the captured port to the capture: received ones from the burst
+    /// (`tx_port` None), or those about to leave on `tx_port`. One relaxed load when no
+    /// capture runs.
+    #[inline]
+    fn capture_frames(&mut self, dir: Direction, tx_port: Option<usize>) {
+        let Some(c) = &self.capture else { return };
+        let Some((port, want)) = c.active() else { return };
+        let wanted = matches!(
+            (want, &dir),
+            (Direction::Both, _) | (Direction::Rx, Direction::Rx) | (Direction::Tx, Direction::Tx)
+        );
+        if !wanted {
+            return;
+        }
+        match tx_port {
+            None => {
+                for b in self.burst.iter().filter(|b| b.meta.in_port == port) {
+                    c.offer(port, Direction::Rx, self.now_ns, b.data());
+                }
+            }
+            Some(i) if i == port as usize => {
+                for b in &self.tx[i] {
+                    c.offer(port, Direction::Tx, self.now_ns, b.data());
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The pipeline with the packet trace on: claims packets from the trace budget, records
+    /// every stage's verdict on them, and hands the records over. Only runs while a trace is
+    /// armed.
+    fn run_traced(&mut self, now_ns: u64) {
+        let Some(trace) = self.trace.clone() else { return };
+        let mut records = [None::<Record>; BURST];
+        for (b, r) in self.burst.iter_mut().zip(records.iter_mut()) {
+            if trace.claim() {
+                b.meta.traced = true;
+                *r = Some(Record::new(self.id, b.meta.in_port, now_ns, b.data()));
+            }
+        }
+        {
+            let tables = self.tables.load();
+            let cx = Context { tables: &tables, now_ns };
+            self.pipeline.run_traced(&cx, &mut self.burst, &mut |i, step| {
+                if let Some(Some(r)) = records.get_mut(i) {
+                    r.push(step);
+                }
+            });
+        }
+        for r in records.into_iter().flatten() {
+            trace.submit(r);
+        }
     }
 
     /// Sends every packet of the burst where its verdict says, in receive order (punts reach the
@@ -254,6 +328,8 @@ impl<P: Port> Worker<P> {
         if q.is_empty() {
             return;
         }
+        self.capture_frames(Direction::Tx, Some(i));
+        let q = &mut self.tx[i];
         let bytes: usize = q.iter().map(|b| b.len()).sum();
         let offered = q.len();
         let sent = self.ports[i].tx_burst(&mut self.pool, q);

@@ -4,7 +4,7 @@
 //! - [`wire`]: zero-copy, bounds-checked header views and `Repr`s for building headers.
 //! - [`parse`]: the parse stage, which checks a frame once and records its offsets and 5-tuple.
 //! - [`checksum`], [`flow`]: RFC 1071/1624 checksums; the flow key and its symmetric hash.
-//! - [`fib`]: longest-prefix match for IPv4 and IPv6.
+//! - [`fib`]: longest-prefix match for IPv4 and IPv6; [`mirror`]: incremental updates of big tables.
 //! - [`verdict`], [`counters`]: every packet ends forwarded, punted or dropped for a named reason.
 //!
 //! Nothing here knows about ports, threads or clocks: time is an argument.
@@ -16,6 +16,7 @@ pub mod fib;
 pub mod flow;
 pub mod l3;
 pub mod meta;
+pub mod mirror;
 pub mod parse;
 pub mod pool;
 pub mod slowpath;

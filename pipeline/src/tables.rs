@@ -96,7 +96,7 @@ pub fn same_prefix(a: IpAddr, b: IpAddr, len: u8) -> bool {
 }
 
 /// Where a route sends packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NextHop {
     /// Out of `port` to `gateway`'s MAC.
     Gateway { port: PortId, gateway: Addr },
@@ -108,7 +108,7 @@ pub enum NextHop {
 
 /// A weighted ECMP group: hash-threshold selection (RFC 2992) over cumulative weights, which keeps
 /// most flows in place when one member is added or removed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NextHopGroup {
     hops: Vec<NextHop>,
     weights: Vec<u32>,

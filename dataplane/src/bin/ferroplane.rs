@@ -80,7 +80,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match ferroplane_dataplane::daemon::run(cfg) {
+            match ferroplane_dataplane::daemon::run(cfg, Some(config.clone())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ferroplane: {e}");

@@ -44,6 +44,41 @@ impl std::fmt::Display for FibError {
 
 impl std::error::Error for FibError {}
 
+/// One run-time change of a FIB, replayable on its mirror copy ([`crate::mirror`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FibOp<A> {
+    Insert(A, u8, NextHopId),
+    Remove(A, u8),
+}
+
+/// What a [`FibOp`] did: the next hop the prefix had before (insert or remove), or why not.
+pub type FibOutcome = Result<Option<NextHopId>, FibError>;
+
+impl crate::mirror::Apply for Fib4 {
+    type Op = FibOp<std::net::Ipv4Addr>;
+    type Outcome = FibOutcome;
+    fn apply(&mut self, op: &Self::Op) -> FibOutcome {
+        match *op {
+            FibOp::Insert(p, l, nh) => self.insert(p, l, nh),
+            FibOp::Remove(p, l) => Ok(self.remove(p, l)),
+        }
+    }
+}
+
+impl crate::mirror::Apply for Fib6 {
+    type Op = FibOp<std::net::Ipv6Addr>;
+    type Outcome = FibOutcome;
+    fn apply(&mut self, op: &Self::Op) -> FibOutcome {
+        match *op {
+            FibOp::Insert(p, l, nh) => self.insert_deferred(p, l, nh),
+            FibOp::Remove(p, l) => Ok(self.remove_deferred(p, l)),
+        }
+    }
+    fn finish(&mut self) {
+        self.rebuild();
+    }
+}
+
 /// Asks for transparent huge pages on a fresh (untouched) allocation. The tables span tens of
 /// MiB and are read at random: with 4 KiB pages nearly every lookup is also a TLB miss, and a
 /// prefetch that misses the TLB waits for the page walk (measured in the L3 pipeline bench:

@@ -33,7 +33,6 @@ fn depth_of(e: u32) -> Option<u8> {
 }
 
 /// The IPv4 FIB.
-#[derive(Clone)]
 pub struct Fib4 {
     tbl24: Vec<u32>,
     tbl8: Vec<u32>,
@@ -41,6 +40,24 @@ pub struct Fib4 {
     /// Exact routes by length: the source of truth.
     routes: Vec<HashMap<u32, NextHopId>>,
     count: usize,
+}
+
+/// By hand rather than derived: the copy's first level must get the same huge-page advice as
+/// [`Fib4::new`] gives, or every other mirror copy ([`crate::mirror`]) would be looked up
+/// through 4 KiB pages.
+impl Clone for Fib4 {
+    fn clone(&self) -> Fib4 {
+        let mut tbl24 = vec![0u32; self.tbl24.len()];
+        super::advise_huge(tbl24.as_mut_ptr() as *mut u8, tbl24.len() * 4);
+        tbl24.copy_from_slice(&self.tbl24);
+        Fib4 {
+            tbl24,
+            tbl8: self.tbl8.clone(),
+            free_groups: self.free_groups.clone(),
+            routes: self.routes.clone(),
+            count: self.count,
+        }
+    }
 }
 
 impl Default for Fib4 {

@@ -15,9 +15,10 @@
 //! Multibit tries need 4-6 dependent node reads for a /48 and hundreds of MiB for 200k prefixes;
 //! this needs one table entry per prefix and marker (~20 MiB for 200k prefixes).
 //!
-//! The search structure is derived from the exact prefix set on every change (O(n) for `n`
-//! prefixes, ~80 ms for 200k): building is for configuration time and bulk loads; the
-//! control-socket issue replaces this with incremental marker maintenance.
+//! The search structure is derived from the exact prefix set (O(n) for `n` prefixes, ~80 ms for
+//! 200k). Run-time changes come in batches ([`crate::mirror`]): the route set changes per
+//! route and the structure is rebuilt once per batch, not once per route. Incremental marker
+//! maintenance would make a single change O(levels) instead; it is the known next step.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -305,17 +306,33 @@ impl Fib6 {
         len: u8,
         nh: NextHopId,
     ) -> Result<Option<NextHopId>, FibError> {
-        let p = u128::from(prefix);
-        check(p, len, Some(nh))?;
-        let old = self.routes.insert((p, len), nh);
+        let old = self.insert_deferred(prefix, len, nh)?;
         self.rebuild();
         Ok(old)
     }
 
     pub fn remove(&mut self, prefix: Ipv6Addr, len: u8) -> Option<NextHopId> {
-        let old = self.routes.remove(&(u128::from(prefix), len))?;
+        let old = self.remove_deferred(prefix, len)?;
         self.rebuild();
         Some(old)
+    }
+
+    /// Changes the exact route set only; lookups see it after [`Fib6::rebuild`]. A batch of
+    /// changes then costs one rebuild instead of one per change.
+    pub fn insert_deferred(
+        &mut self,
+        prefix: Ipv6Addr,
+        len: u8,
+        nh: NextHopId,
+    ) -> Result<Option<NextHopId>, FibError> {
+        let p = u128::from(prefix);
+        check(p, len, Some(nh))?;
+        Ok(self.routes.insert((p, len), nh))
+    }
+
+    /// See [`Fib6::insert_deferred`].
+    pub fn remove_deferred(&mut self, prefix: Ipv6Addr, len: u8) -> Option<NextHopId> {
+        self.routes.remove(&(u128::from(prefix), len))
     }
 
     /// Best real route for `key` among lengths <= `len` (build time only).
@@ -331,7 +348,8 @@ impl Fib6 {
         0
     }
 
-    fn rebuild(&mut self) {
+    /// Derives the lookup structure from the exact route set.
+    pub fn rebuild(&mut self) {
         let mut lengths: Vec<u8> = self.routes.keys().map(|&(_, l)| l).collect();
         lengths.sort_unstable();
         lengths.dedup();

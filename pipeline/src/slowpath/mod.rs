@@ -168,6 +168,19 @@ impl SlowPath {
         self.cache.add_static(port, addr, mac);
     }
 
+    /// Removes a neighbour, static or learned. Packets waiting for it are dropped and counted.
+    /// Returns whether there was one.
+    pub fn remove_neighbour(&mut self, port: PortId, addr: &Addr) -> bool {
+        let known = self.cache.contains(port, addr);
+        for p in self.cache.remove(port, addr) {
+            self.counters.drops.inc(DropReason::NeighbourUnresolved);
+            if let Pending::Buf(b) = p {
+                self.out.push_back(Output::Free(b));
+            }
+        }
+        known
+    }
+
     /// Learned and static neighbours: (port, address, mac, is_static).
     pub fn neighbours(&self) -> impl Iterator<Item = (PortId, Addr, MacAddr, bool)> + '_ {
         self.cache.usable()

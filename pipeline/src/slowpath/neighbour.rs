@@ -90,6 +90,11 @@ impl<P> Cache<P> {
         }
     }
 
+    /// True when the cache has any entry for the neighbour (in any state).
+    pub fn contains(&self, port: PortId, addr: &Addr) -> bool {
+        self.entries.contains_key(&(port, *addr))
+    }
+
     /// The MAC for a neighbour, if usable.
     pub fn get(&self, port: PortId, addr: &Addr) -> Option<MacAddr> {
         match self.entries.get(&(port, *addr))? {

@@ -1,0 +1,369 @@
+//! The control plane: what the control thread does with control-socket requests.
+//!
+//! It owns the running configuration (the file plus every run-time change). Requests that
+//! change tables are *staged* one after another, then made live together by one [`commit`]
+//! (one snapshot publish for a whole coalesced batch), and only then answered: a reply means
+//! the change is live. Reads are answered after the commit, so they see the batch's changes.
+//!
+//! [`commit`]: ControlPlane::commit
+
+pub mod routes;
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use ferroplane_ctl::{ErrorCode, NeighEntry, Reply, Request, RouteSpec};
+use ferroplane_pipeline::flow::addr_from_ip;
+use ferroplane_pipeline::meta::PortId;
+use ferroplane_pipeline::slowpath::SlowPath;
+use ferroplane_pipeline::tables::{PortInfo, TableHandle, Tables};
+
+use crate::config::{self, Config, Mac, NeighborConfig, NextHopConfig, Prefix, RouteConfig};
+use routes::Routes;
+
+/// What staging a request gave: a reply to send once the batch is live, or a read to answer
+/// after the commit.
+pub enum Staged {
+    Reply(Reply),
+    Read(Request),
+}
+
+pub struct ControlPlane {
+    /// `[dataplane]` and the ports as running (these change only with a restart).
+    base: Config,
+    /// Static neighbours as configured, in order.
+    neighbors: Vec<NeighborConfig>,
+    routes: Routes,
+    ports: Vec<PortInfo>,
+}
+
+fn invalid(message: impl Into<String>) -> Reply {
+    Reply::error(ErrorCode::InvalidArgument, message)
+}
+
+fn parse_ip(s: &str, what: &str) -> Result<IpAddr, Reply> {
+    IpAddr::from_str(s.trim()).map_err(|_| invalid(format!("{what} `{s}` is not an IP address")))
+}
+
+fn parse_prefix(s: &str) -> Result<Prefix, Reply> {
+    Prefix::from_str(s.trim()).map_err(|e| invalid(format!("prefix: {e}")))
+}
+
+/// A protocol route to a configuration route; the checks of next hops against ports happen in
+/// [`Routes::add`].
+pub fn route_from_spec(r: &RouteSpec) -> Result<RouteConfig, Reply> {
+    let prefix = parse_prefix(&r.prefix)?;
+    let mut nexthops = Vec::with_capacity(r.nexthops.len());
+    for n in &r.nexthops {
+        let via = match &n.via {
+            Some(v) => Some(parse_ip(v, "via")?),
+            None => None,
+        };
+        if via.is_none() && n.dev.is_none() {
+            return Err(invalid("a next hop needs `via` and/or `dev`"));
+        }
+        if n.weight == 0 {
+            return Err(invalid("weight must be at least 1"));
+        }
+        nexthops.push(NextHopConfig { via, dev: n.dev.clone(), weight: n.weight });
+    }
+    if r.blackhole && !nexthops.is_empty() {
+        return Err(invalid("a blackhole route has no next hops"));
+    }
+    if !r.blackhole && nexthops.is_empty() {
+        return Err(invalid("a route needs a next hop (`via` and/or `dev`) or `blackhole`"));
+    }
+    Ok(RouteConfig { prefix, nexthops, blackhole: r.blackhole })
+}
+
+impl ControlPlane {
+    /// The control plane for a checked configuration and the ports as the first snapshot has
+    /// them (with their MACs resolved).
+    pub fn new(cfg: &Config, ports: Vec<PortInfo>) -> Result<ControlPlane, String> {
+        let routes = Routes::new(ports.clone(), &cfg.routes)?;
+        let base = Config { routes: Vec::new(), neighbors: Vec::new(), ..cfg.clone() };
+        Ok(ControlPlane { base, neighbors: cfg.neighbors.clone(), routes, ports })
+    }
+
+    /// Puts the control plane's FIBs and groups into the first snapshot.
+    pub fn install(&self, t: &mut Tables) {
+        let live = self.routes.live();
+        t.fib4 = live.fib4;
+        t.fib6 = live.fib6;
+        t.groups = live.groups;
+    }
+
+    fn port_id(&self, name: &str) -> Result<PortId, Reply> {
+        self.ports.iter().position(|p| p.name == name).map(|i| i as PortId).ok_or_else(|| {
+            let names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+            invalid(format!("no port `{name}` (ports: {})", names.join(", ")))
+        })
+    }
+
+    /// Stages one request (changes are live after [`ControlPlane::commit`]).
+    pub fn stage(&mut self, req: Request, slow: &mut SlowPath) -> Staged {
+        let r = match req {
+            Request::RouteAdd { route } => self.route_add(&route),
+            Request::RouteDel { prefix } => self.route_del(&prefix),
+            Request::RouteBatch { add, del } => self.route_batch(&add, &del),
+            Request::NeighAdd { port, address, mac } => self.neigh_add(&port, &address, &mac, slow),
+            Request::NeighDel { port, address } => self.neigh_del(port.as_deref(), &address, slow),
+            Request::ConfigApply { toml, source } => {
+                self.config_apply(&toml, source.as_deref().unwrap_or("<request>"), slow)
+            }
+            other => return Staged::Read(other),
+        };
+        Staged::Reply(r.unwrap_or_else(|e| e))
+    }
+
+    fn route_add(&mut self, spec: &RouteSpec) -> Result<Reply, Reply> {
+        let r = route_from_spec(spec)?;
+        let p = r.prefix;
+        self.routes.add(r).map_err(invalid)?;
+        Ok(Reply::ok(format!("route {p} added")))
+    }
+
+    fn route_del(&mut self, prefix: &str) -> Result<Reply, Reply> {
+        let p = parse_prefix(prefix)?;
+        self.routes.del(&p).map_err(|e| Reply::error(ErrorCode::NotFound, e))?;
+        Ok(Reply::ok(format!("route {p} deleted")))
+    }
+
+    /// All-or-nothing for checking: every entry is checked before any is staged.
+    fn route_batch(&mut self, add: &[RouteSpec], del: &[String]) -> Result<Reply, Reply> {
+        let dels: Vec<Prefix> = del
+            .iter()
+            .enumerate()
+            .map(|(i, p)| parse_prefix(p).map_err(|e| at(e, "del", i)))
+            .collect::<Result<_, _>>()?;
+        let adds: Vec<RouteConfig> = add
+            .iter()
+            .enumerate()
+            .map(|(i, r)| route_from_spec(r).map_err(|e| at(e, "add", i)))
+            .collect::<Result<_, _>>()?;
+        let mut errors = Vec::new();
+        for p in &dels {
+            if let Err(e) = self.routes.del(p) {
+                errors.push(e);
+            }
+        }
+        let mut added = 0;
+        for r in adds {
+            let p = r.prefix;
+            match self.routes.add(r) {
+                Ok(()) => added += 1,
+                Err(e) => errors.push(format!("{p}: {e}")),
+            }
+        }
+        let deleted = dels.len() - errors.len().min(dels.len());
+        if errors.is_empty() {
+            Ok(Reply::ok(format!("{added} route(s) added, {deleted} deleted")))
+        } else {
+            let n = errors.len();
+            errors.truncate(10);
+            Err(invalid(format!(
+                "{n} of {} change(s) refused (the others are live): {}",
+                add.len() + del.len(),
+                errors.join("; ")
+            )))
+        }
+    }
+
+    fn neigh_add(
+        &mut self,
+        port: &str,
+        address: &str,
+        mac: &str,
+        slow: &mut SlowPath,
+    ) -> Result<Reply, Reply> {
+        let id = self.port_id(port)?;
+        let ip = parse_ip(address, "address")?;
+        let mac = Mac::from_str(mac.trim()).map_err(|e| invalid(format!("mac: {e}")))?;
+        let p = &self.ports[id as usize];
+        let link_local = matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+        if !p.on_link(ip) && !link_local {
+            return Err(invalid(format!("{ip} is not inside port `{port}`'s subnets")));
+        }
+        slow.add_static_neighbour(id, addr_from_ip(ip), mac.0);
+        let n = NeighborConfig { address: ip, mac, port: port.to_string() };
+        match self.neighbors.iter_mut().find(|x| x.port == port && x.address == ip) {
+            Some(x) => *x = n,
+            None => self.neighbors.push(n),
+        }
+        Ok(Reply::ok(format!("neighbour {ip} on {port} is {mac}")))
+    }
+
+    fn neigh_del(
+        &mut self,
+        port: Option<&str>,
+        address: &str,
+        slow: &mut SlowPath,
+    ) -> Result<Reply, Reply> {
+        let ip = parse_ip(address, "address")?;
+        let ports: Vec<PortId> = match port {
+            Some(name) => vec![self.port_id(name)?],
+            None => (0..self.ports.len() as PortId).collect(),
+        };
+        let mut removed = 0;
+        for id in ports {
+            if slow.remove_neighbour(id, &addr_from_ip(ip)) {
+                removed += 1;
+            }
+            let name = &self.ports[id as usize].name;
+            self.neighbors.retain(|n| !(n.address == ip && &n.port == name));
+        }
+        if removed == 0 {
+            return Err(Reply::error(ErrorCode::NotFound, format!("no neighbour {ip}")));
+        }
+        Ok(Reply::ok(format!("neighbour {ip} deleted")))
+    }
+
+    /// Checks the whole file, refuses changes that need a restart, then stages the difference.
+    fn config_apply(
+        &mut self,
+        text: &str,
+        source: &str,
+        slow: &mut SlowPath,
+    ) -> Result<Reply, Reply> {
+        let new = config::parse_str(text, source)
+            .map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        let mut restart = Vec::new();
+        if new.dataplane != self.base.dataplane {
+            restart.push("[dataplane]".to_string());
+        }
+        if new.ports.len() != self.base.ports.len() {
+            restart.push("the list of ports".to_string());
+        } else {
+            for (a, b) in new.ports.iter().zip(&self.base.ports) {
+                if a != b {
+                    restart.push(format!("port `{}`", b.name));
+                }
+            }
+        }
+        if !restart.is_empty() {
+            return Err(invalid(format!(
+                "{} changed: ports and [dataplane] need a restart of ferroplane; nothing was applied",
+                restart.join(", ")
+            )));
+        }
+        // Every route and neighbour of the new file is valid against these ports (the file
+        // check above did that), so what follows cannot fail half-way.
+        let old: Vec<RouteConfig> = self.routes.configured().cloned().collect();
+        let new_keys: std::collections::HashSet<Prefix> =
+            new.routes.iter().map(|r| r.prefix).collect();
+        let old_map: std::collections::HashMap<Prefix, &RouteConfig> =
+            old.iter().map(|r| (r.prefix, r)).collect();
+        let (mut added, mut replaced, mut removed) = (0, 0, 0);
+        for r in &old {
+            if !new_keys.contains(&r.prefix) {
+                self.routes.del(&r.prefix).map_err(invalid)?;
+                removed += 1;
+            }
+        }
+        for r in &new.routes {
+            match old_map.get(&r.prefix) {
+                Some(o) if *o == r => continue,
+                Some(_) => replaced += 1,
+                None => added += 1,
+            }
+            self.routes.add(r.clone()).map_err(invalid)?;
+        }
+        let mut neigh = 0;
+        for n in &self.neighbors.clone() {
+            if !new.neighbors.contains(n) {
+                if let Ok(id) = self.port_id(&n.port) {
+                    slow.remove_neighbour(id, &addr_from_ip(n.address));
+                }
+                neigh += 1;
+            }
+        }
+        for n in &new.neighbors {
+            if !self.neighbors.contains(n) {
+                let id = self.port_id(&n.port)?;
+                slow.add_static_neighbour(id, addr_from_ip(n.address), n.mac.0);
+                neigh += 1;
+            }
+        }
+        self.neighbors = new.neighbors;
+        Ok(Reply::ok(format!(
+            "applied: {added} route(s) added, {replaced} replaced, {removed} removed, {neigh} neighbour change(s)"
+        )))
+    }
+
+    /// Makes everything staged live in one snapshot (routes and neighbours together).
+    /// Returns messages about staged routes the FIB refused.
+    pub fn commit(
+        &mut self,
+        slow: &mut SlowPath,
+        handle: &TableHandle,
+    ) -> Result<Vec<String>, String> {
+        let routes = if self.routes.dirty() { Some(self.routes.commit()?) } else { None };
+        let neighbours = slow.neighbour_update();
+        if routes.is_none() && neighbours.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut next = Tables::clone(&handle.load());
+        let mut messages = Vec::new();
+        if let Some((live, m)) = routes {
+            next.fib4 = live.fib4;
+            next.fib6 = live.fib6;
+            next.groups = live.groups;
+            messages = m;
+        }
+        if let Some(n) = neighbours {
+            next.neighbours = Arc::new(n);
+        }
+        handle.publish(next);
+        Ok(messages)
+    }
+
+    /// Answers a read (after the batch's commit).
+    pub fn read(&self, req: Request, slow: &SlowPath) -> Reply {
+        match req {
+            Request::RouteShow => Reply::Routes { routes: self.routes.show() },
+            Request::RouteGet { address } => match parse_ip(&address, "address") {
+                Ok(ip) => {
+                    Reply::RouteLookup { address: ip.to_string(), route: self.routes.get(ip) }
+                }
+                Err(e) => e,
+            },
+            Request::NeighShow => {
+                let mut v: Vec<NeighEntry> = slow
+                    .neighbours()
+                    .map(|(port, addr, mac, is_static)| NeighEntry {
+                        port: self.ports.get(port as usize).map_or("?".into(), |p| p.name.clone()),
+                        address: routes::addr_text(&addr),
+                        mac: Mac(mac).to_string(),
+                        state: if is_static { "static" } else { "reachable" }.into(),
+                    })
+                    .collect();
+                v.sort_by(|a, b| (&a.port, &a.address).cmp(&(&b.port, &b.address)));
+                Reply::Neighbours { neighbours: v }
+            }
+            Request::ConfigShow => Reply::Config { toml: self.running().to_toml() },
+            other => Reply::error(
+                ErrorCode::Failed,
+                format!("internal: {other:?} is not a control-thread request"),
+            ),
+        }
+    }
+
+    /// The running configuration: the file plus every run-time change, not learned state.
+    pub fn running(&self) -> Config {
+        Config {
+            routes: self.routes.configured().cloned().collect(),
+            neighbors: self.neighbors.clone(),
+            ..self.base.clone()
+        }
+    }
+}
+
+fn at(e: Reply, list: &str, i: usize) -> Reply {
+    match e {
+        Reply::Error { code, message } => {
+            Reply::Error { code, message: format!("{list}[{i}]: {message}; nothing was applied") }
+        }
+        other => other,
+    }
+}
