@@ -107,6 +107,15 @@ impl RouterProcess {
         }
     }
 
+    /// Sends `sig` (e.g. SIGHUP: re-read the configuration) to the running daemon.
+    pub fn signal(&self, sig: i32) -> bool {
+        match &self.child {
+            // SAFETY: plain kill(2) on a pid we spawned and have not reaped.
+            Some(c) => unsafe { libc::kill(c.id() as i32, sig) == 0 },
+            None => false,
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -140,10 +140,11 @@ pub fn start(
 ) -> Result<Running, String> {
     let tables = Arc::new(tables);
     let trace = Arc::new(Trace::new());
-    let capture = Arc::new(Capture::new(CAPTURE_SLOTS));
+    let clock = Clock::new();
+    // Workers stamp frames with this clock; the capture maps it to wall time for the file.
+    let capture = Arc::new(Capture::with_clock(CAPTURE_SLOTS, move || clock.now_ns()));
     let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
-    let clock = Clock::new();
     let mut threads = Vec::new();
     let mut all_queues = Vec::new();
     let mut counters = Vec::new();

@@ -68,9 +68,17 @@ impl Pipeline {
         trace: &mut dyn FnMut(usize, TraceStep),
     ) {
         for s in &mut self.stages {
+            // Only the stages a packet reaches are recorded (VPP's trace lists the nodes a
+            // packet visited): one bit per traced packet still in flight.
+            let mut in_flight = 0u64;
+            for (i, p) in burst.iter().enumerate().take(64) {
+                if p.meta.traced && p.meta.verdict == Verdict::Continue {
+                    in_flight |= 1 << i;
+                }
+            }
             s.process(cx, burst);
             for (i, p) in burst.iter().enumerate() {
-                if p.meta.traced {
+                if p.meta.traced && (i >= 64 || in_flight & (1 << i) != 0) {
                     trace(i, TraceStep { stage: s.name(), verdict: p.meta.verdict });
                 }
             }

@@ -48,3 +48,95 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&p).expect("create scratch dir");
     p
 }
+
+/// A live `ferroplane run` on AF_XDP between two host namespaces, torn down on drop.
+pub mod live {
+    use std::process::Command;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use ferroplane_ctl::{call, Reply, Request, Stats};
+    use ferroplane_dataplane::demo::{router_config, RouterProcess};
+    use ferroplane_dataplane::netns::Topology;
+
+    use super::{require_tool, workspace_bin};
+
+    /// Namespace tests never overlap, even if someone forgets `--test-threads=1`.
+    pub static SERIAL: Mutex<()> = Mutex::new(());
+
+    pub struct Bed {
+        // Field order: the router stops before the namespaces go.
+        pub router: RouterProcess,
+        pub topo: Topology,
+        pub dir: std::path::PathBuf,
+    }
+
+    impl Drop for Bed {
+        fn drop(&mut self) {
+            self.router.stop();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Builds the topology and starts the router with a configuration `edit` changed.
+    pub fn bed_with(
+        tag: &str,
+        workers: &[usize],
+        queues: u16,
+        edit: &dyn Fn(String) -> String,
+    ) -> Bed {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "these tests need root (network namespaces, XDP)"
+        );
+        for (t, hint) in [
+            ("ip", "apt-get install iproute2"),
+            ("ping", "apt-get install iputils-ping"),
+            ("ethtool", "apt-get install ethtool"),
+        ] {
+            require_tool(t, hint);
+        }
+        let exe = workspace_bin("ferroplane");
+        assert!(
+            exe.exists(),
+            "{} missing: run `cargo build --workspace --bins` first (test.sh does)",
+            exe.display()
+        );
+        let tag = format!("{tag}{}", std::process::id() % 100_000);
+        let topo = Topology::new(&tag, queues).unwrap_or_else(|e| panic!("topology: {e}"));
+        let dir = std::env::temp_dir().join(format!("ferroplane-testbed-{tag}"));
+        let socket = dir.join("ctl.sock");
+        let cfg = edit(router_config(&topo, &socket, workers, queues));
+        let router =
+            RouterProcess::start(&exe, &topo.router, &dir, &cfg, &socket, Duration::from_secs(20))
+                .unwrap_or_else(|e| panic!("router: {e}"));
+        Bed { router, topo, dir }
+    }
+
+    pub fn bed(tag: &str, workers: &[usize], queues: u16) -> Bed {
+        bed_with(tag, workers, queues, &|c| c)
+    }
+
+    /// Runs a command in a namespace; stdout and stderr together.
+    pub fn sh(ns: &str, args: &[&str]) -> String {
+        let o = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .output()
+            .expect("ip netns exec");
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    }
+
+    pub fn stats(b: &Bed) -> Stats {
+        match call(&b.router.socket, Request::Stats) {
+            Ok(Reply::Stats(s)) => s,
+            other => panic!("stats: {other:?}"),
+        }
+    }
+
+    pub fn port<'a>(s: &'a Stats, name: &str) -> &'a ferroplane_ctl::PortStats {
+        s.ports.iter().find(|p| p.name == name).expect("port in stats")
+    }
+}

@@ -3,74 +3,11 @@
 //! (`--test-threads=1`, as test.sh does) because each builds its own topology.
 
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use ferroplane_ctl::{call, Reply, Request, Stats};
-use ferroplane_dataplane::demo::{router_config, RouterProcess};
-use ferroplane_dataplane::netns::{addr, ns_run, Topology};
+use ferroplane_dataplane::netns::{addr, ns_run};
+use ferroplane_testbed::live::{bed, port, sh, stats, SERIAL};
 use ferroplane_testbed::{require_tool, workspace_bin};
-
-/// Namespace tests never overlap, even if someone forgets `--test-threads=1`.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Bed {
-    // Field order: the router stops before the namespaces go.
-    router: RouterProcess,
-    topo: Topology,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        self.router.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn bed(tag: &str, workers: &[usize], queues: u16) -> Bed {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "these tests need root (network namespaces, XDP)");
-    for (t, hint) in [
-        ("ip", "apt-get install iproute2"),
-        ("ping", "apt-get install iputils-ping"),
-        ("ethtool", "apt-get install ethtool"),
-    ] {
-        require_tool(t, hint);
-    }
-    let exe = workspace_bin("ferroplane");
-    assert!(
-        exe.exists(),
-        "{} missing: run `cargo build --workspace --bins` first (test.sh does)",
-        exe.display()
-    );
-    let tag = format!("{tag}{}", std::process::id() % 100_000);
-    let topo = Topology::new(&tag, queues).unwrap_or_else(|e| panic!("topology: {e}"));
-    let dir = std::env::temp_dir().join(format!("ferroplane-testbed-{tag}"));
-    let socket = dir.join("ctl.sock");
-    let cfg = router_config(&topo, &socket, workers, queues);
-    let router =
-        RouterProcess::start(&exe, &topo.router, &dir, &cfg, &socket, Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("router: {e}"));
-    Bed { router, topo, dir }
-}
-
-fn sh(ns: &str, args: &[&str]) -> String {
-    let o =
-        Command::new("ip").args(["netns", "exec", ns]).args(args).output().expect("ip netns exec");
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn stats(b: &Bed) -> Stats {
-    match call(&b.router.socket, Request::Stats) {
-        Ok(Reply::Stats(s)) => s,
-        other => panic!("stats: {other:?}"),
-    }
-}
-
-fn port<'a>(s: &'a Stats, name: &str) -> &'a ferroplane_ctl::PortStats {
-    s.ports.iter().find(|p| p.name == name).expect("port in stats")
-}
 
 #[test]
 fn ping_both_ways_ipv4_ipv6_ttl_decremented_neighbours_resolved_by_ferroplane() {
