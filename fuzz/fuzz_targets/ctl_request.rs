@@ -14,6 +14,9 @@ use ferroplane_pipeline::tables::TableHandle;
 use libfuzzer_sys::fuzz_target;
 
 const CONFIG: &str = r#"
+[dataplane]
+workers = [0]
+
 [[port]]
 name = "left"
 driver = "memory"
