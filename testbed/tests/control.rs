@@ -297,7 +297,7 @@ fn fpctl_commands_config_round_trip_sighup_trace_capture_and_metrics() {
     // Stats, once and watched.
     let s = stats(&b);
     assert!(port(&s, "left").rx_packets > 0);
-    assert!(ok(&b, &["stats", "--watch", "0.2", "--iterations", "2"]).contains("rx_rate"));
+    assert!(ok(&b, &["stats", "--watch", "0.2", "--iterations", "2"]).contains("/s"));
 
     // Metrics, scraped with curl inside the router's namespace.
     let url = format!("http://127.0.0.1:{metrics_port}/metrics");

@@ -284,25 +284,32 @@ fn route_load(cli: &Cli, file: &Path) -> Result<Reply, String> {
 }
 
 fn print_stats(s: &Stats, prev: Option<(&Stats, f64)>) {
-    let rate = |now: u64, f: &dyn Fn(&Stats) -> u64| match prev {
-        Some((p, dt)) => format!("{:.0}/s", now.saturating_sub(f(p)) as f64 / dt),
-        None => String::new(),
+    let rate = |now: u64, then: Option<u64>, dt: f64| {
+        format!("{:.0}/s", now.saturating_sub(then.unwrap_or(now)) as f64 / dt)
     };
-    println!(
-        "{:<12} {:>12} {:>14} {:>12} {:>14} {:>12} {:>12}",
-        "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_rate", "tx_rate"
+    print!(
+        "{:<12} {:>12} {:>14} {:>12} {:>14}",
+        "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes"
     );
+    // Rates only when watching: they need the previous sample.
+    if prev.is_some() {
+        print!(" {:>12} {:>12}", "rx_rate", "tx_rate");
+    }
+    println!();
     for (i, p) in s.ports.iter().enumerate() {
-        println!(
-            "{:<12} {:>12} {:>14} {:>12} {:>14} {:>12} {:>12}",
-            p.name,
-            p.rx_packets,
-            p.rx_bytes,
-            p.tx_packets,
-            p.tx_bytes,
-            rate(p.rx_packets, &|x| x.ports.get(i).map_or(0, |q| q.rx_packets)),
-            rate(p.tx_packets, &|x| x.ports.get(i).map_or(0, |q| q.tx_packets)),
+        print!(
+            "{:<12} {:>12} {:>14} {:>12} {:>14}",
+            p.name, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes
         );
+        if let Some((before, dt)) = prev {
+            let b = before.ports.get(i);
+            print!(
+                " {:>12} {:>12}",
+                rate(p.rx_packets, b.map(|q| q.rx_packets), dt),
+                rate(p.tx_packets, b.map(|q| q.tx_packets), dt)
+            );
+        }
+        println!();
     }
     for w in &s.workers {
         println!(

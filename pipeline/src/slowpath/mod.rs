@@ -401,6 +401,11 @@ impl SlowPath {
         let (l3, l4) = (buf.meta.l3_offset as usize, buf.meta.l4_offset as usize);
         let end = buf.meta.l3_end as usize;
         let data = buf.data();
+        // Router solicitations/advertisements and redirects (133, 134, 137) are for routers
+        // that advertise and hosts: well-formed, just not ours to answer.
+        if data.get(l4).is_some_and(|&t| t != frames::ND_NS && t != frames::ND_NA) {
+            return self.drop(buf, DropReason::SlowPathIgnored);
+        }
         // RFC 4861 7.1: hop limit 255 proves the message was not forwarded.
         let hop_limit = data.get(l3 + 7).copied();
         let nd = data.get(l4..end).and_then(Nd::parse);
