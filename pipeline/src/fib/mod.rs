@@ -75,7 +75,7 @@ impl crate::mirror::Apply for Fib6 {
         }
     }
     fn finish(&mut self) {
-        self.rebuild();
+        self.finish_batch();
     }
 }
 

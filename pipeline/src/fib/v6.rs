@@ -15,10 +15,10 @@
 //! Multibit tries need 4-6 dependent node reads for a /48 and hundreds of MiB for 200k prefixes;
 //! this needs one table entry per prefix and marker (~20 MiB for 200k prefixes).
 //!
-//! The search structure is derived from the exact prefix set (O(n) for `n` prefixes, ~80 ms for
-//! 200k). Run-time changes come in batches ([`crate::mirror`]): the route set changes per
-//! route and the structure is rebuilt once per batch, not once per route. Incremental marker
-//! maintenance would make a single change O(levels) instead; it is the known next step.
+//! The search structure is built from the exact prefix set (O(n) for `n` prefixes, ~80 ms for
+//! 200k). Run-time changes ([`Fib6::insert_deferred`]) update only the entries around the
+//! changed prefix (those of the prefixes covering it and of the routes under it); only a
+//! prefix length the table did not have changes the search tree and needs the full rebuild.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -41,6 +41,8 @@ struct Slots {
     /// Low 64 bits of the keys, per bucket, for levels longer than /64; empty otherwise.
     lo: Vec<[u64; 4]>,
     shift: u32,
+    /// Keys held.
+    len: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -60,27 +62,125 @@ const NH: u32 = STOP - 1;
 
 impl Slots {
     fn from_map(m: &Map, long: bool) -> Slots {
-        let cap = m.len().div_ceil(2).next_power_of_two().max(1);
+        Slots::with_capacity(m, long, 1)
+    }
+
+    /// At least `min_buckets` buckets (a power of two), and two keys per bucket at most.
+    fn with_capacity(m: &Map, long: bool, min_buckets: usize) -> Slots {
+        let cap = m.len().div_ceil(2).next_power_of_two().max(min_buckets).max(1);
         let mut buckets = Vec::with_capacity(cap);
         advise_huge(buckets.as_mut_ptr() as *mut u8, cap * std::mem::size_of::<Bucket>());
         buckets.resize(cap, Bucket { hi: [0; 4], vals: [EMPTY; 4] });
         let lo = if long { vec![[0u64; 4]; cap] } else { Vec::new() };
-        let mut t = Slots { buckets, lo, shift: (64 - cap.trailing_zeros()).min(63) };
+        let mut t = Slots { buckets, lo, shift: (64 - cap.trailing_zeros()).min(63), len: 0 };
         for (&k, &v) in m {
-            let mut i = t.bucket(k);
-            loop {
-                if let Some(s) = t.buckets[i].vals.iter().position(|&x| x == EMPTY) {
-                    t.buckets[i].hi[s] = (k >> 64) as u64;
-                    t.buckets[i].vals[s] = v;
-                    if long {
-                        t.lo[i][s] = k as u64;
-                    }
-                    break;
-                }
-                i = (i + 1) & (cap - 1);
-            }
+            t.place(k, v);
         }
         t
+    }
+
+    /// Puts a key that is not in the table into the first free slot of its probe chain.
+    fn place(&mut self, k: u128, v: u32) {
+        let m = self.buckets.len() - 1;
+        let mut i = self.bucket(k);
+        loop {
+            if let Some(s) = self.buckets[i].vals.iter().position(|&x| x == EMPTY) {
+                self.buckets[i].hi[s] = (k >> 64) as u64;
+                self.buckets[i].vals[s] = v;
+                if let Some(lo) = self.lo.get_mut(i) {
+                    lo[s] = k as u64;
+                }
+                self.len += 1;
+                return;
+            }
+            i = (i + 1) & m;
+        }
+    }
+
+    /// Where `k` sits: (bucket, slot).
+    fn find(&self, k: u128) -> Option<(usize, usize)> {
+        let m = self.buckets.len() - 1;
+        let (hi, lo) = ((k >> 64) as u64, k as u64);
+        let mut i = self.bucket(k);
+        loop {
+            let b = &self.buckets[i];
+            for s in 0..4 {
+                if b.vals[s] != EMPTY && b.hi[s] == hi && self.lo.get(i).is_none_or(|l| l[s] == lo)
+                {
+                    return Some((i, s));
+                }
+            }
+            if b.vals[3] == EMPTY {
+                return None;
+            }
+            i = (i + 1) & m;
+        }
+    }
+
+    fn key_at(&self, i: usize, s: usize) -> u128 {
+        ((self.buckets[i].hi[s] as u128) << 64) | self.lo.get(i).map_or(0, |l| l[s] as u128)
+    }
+
+    /// Sets `k` to `v`, or removes it when `v` is `EMPTY` (run-time changes; the table grows
+    /// by rebuilding at twice the size when it passes two keys per bucket on average).
+    fn set(&mut self, k: u128, v: u32) {
+        match (self.find(k), v) {
+            (Some((i, s)), EMPTY) => self.remove_at(i, s),
+            (Some((i, s)), v) => self.buckets[i].vals[s] = v,
+            (None, EMPTY) => {}
+            (None, v) => {
+                if (self.len + 1) > self.buckets.len() * 2 {
+                    let mut all = self.entries();
+                    all.insert(k, v);
+                    let grown = self.buckets.len() * 2;
+                    *self = Slots::with_capacity(&all, !self.lo.is_empty(), grown);
+                } else {
+                    self.place(k, v);
+                }
+            }
+        }
+    }
+
+    /// Removes slot (i, s). Lookups stop at the first bucket with a free slot, so the slots
+    /// after it in the bucket and the buckets after it in the chain are placed again (linear
+    /// probing's deletion by re-insertion; chains are short at two keys per bucket).
+    fn remove_at(&mut self, i: usize, s: usize) {
+        let m = self.buckets.len() - 1;
+        let mut moved = Vec::new();
+        let mut j = i;
+        loop {
+            let full = self.buckets[j].vals[3] != EMPTY;
+            for t in 0..4 {
+                if self.buckets[j].vals[t] != EMPTY && !(j == i && t == s) {
+                    moved.push((self.key_at(j, t), self.buckets[j].vals[t]));
+                }
+                self.buckets[j].vals[t] = EMPTY;
+            }
+            if !full {
+                break;
+            }
+            j = (j + 1) & m;
+            if j == i {
+                break;
+            }
+        }
+        self.len -= moved.len() + 1;
+        for (k, v) in moved {
+            self.place(k, v);
+        }
+    }
+
+    /// Every key with its value.
+    fn entries(&self) -> Map {
+        let mut m = Map::default();
+        for (i, b) in self.buckets.iter().enumerate() {
+            for s in 0..4 {
+                if b.vals[s] != EMPTY {
+                    m.insert(self.key_at(i, s), b.vals[s]);
+                }
+            }
+        }
+        m
     }
 
     /// Home bucket of `k`: multiply-shift over both halves (prefix bits sit in the high half).
@@ -163,6 +263,11 @@ pub struct Fib6 {
     /// `lo..hi`, chosen by route counts rather than the middle, so the search starts at the
     /// lengths that hold most routes (/48, /32 in the Internet table); see [`search_tree`].
     mids: Vec<u8>,
+    /// `path_right[t]`: the levels where a search for a route at level `t` goes right (longer),
+    /// i.e. where such a route needs a marker.
+    path_right: Vec<[u64; 3]>,
+    /// A change added a prefix length: the next [`Fib6::rebuild`] must rebuild everything.
+    stale: bool,
 }
 
 fn check(prefix: u128, len: u8, nh: Option<NextHopId>) -> Result<(), FibError> {
@@ -307,18 +412,20 @@ impl Fib6 {
         nh: NextHopId,
     ) -> Result<Option<NextHopId>, FibError> {
         let old = self.insert_deferred(prefix, len, nh)?;
-        self.rebuild();
+        self.finish_batch();
         Ok(old)
     }
 
     pub fn remove(&mut self, prefix: Ipv6Addr, len: u8) -> Option<NextHopId> {
         let old = self.remove_deferred(prefix, len)?;
-        self.rebuild();
+        self.finish_batch();
         Some(old)
     }
 
-    /// Changes the exact route set only; lookups see it after [`Fib6::rebuild`]. A batch of
-    /// changes then costs one rebuild instead of one per change.
+    /// Adds or replaces a route and updates the lookup structure around it: the entries of
+    /// the prefixes that cover it and of the routes under it, O(levels x routes under it). A
+    /// route of a length the table did not have yet changes the search tree: that is left for
+    /// [`Fib6::rebuild`] (once per batch), and lookups miss the new route until then.
     pub fn insert_deferred(
         &mut self,
         prefix: Ipv6Addr,
@@ -327,12 +434,73 @@ impl Fib6 {
     ) -> Result<Option<NextHopId>, FibError> {
         let p = u128::from(prefix);
         check(p, len, Some(nh))?;
-        Ok(self.routes.insert((p, len), nh))
+        let old = self.routes.insert((p, len), nh);
+        self.changed(p, len);
+        Ok(old)
     }
 
-    /// See [`Fib6::insert_deferred`].
+    /// Removes a route, updating the structure around it (see [`Fib6::insert_deferred`]).
+    /// A length left without routes stays as an empty level until the next full rebuild.
     pub fn remove_deferred(&mut self, prefix: Ipv6Addr, len: u8) -> Option<NextHopId> {
-        self.routes.remove(&(u128::from(prefix), len))
+        let p = u128::from(prefix);
+        let old = self.routes.remove(&(p, len))?;
+        self.changed(p, len);
+        Some(old)
+    }
+
+    fn changed(&mut self, p: u128, len: u8) {
+        if self.stale {
+            return;
+        }
+        let Ok(at) = self.lengths.binary_search(&len) else {
+            self.stale = true;
+            return;
+        };
+        let mut keys: Vec<(usize, u128)> =
+            (0..self.lengths.len()).map(|m| (m, p & self.masks[m])).collect();
+        let end = p | !mask(len);
+        for (&(q, _), _) in self.routes.range((p, len)..=(end, 128)) {
+            for m in at..self.lengths.len() {
+                keys.push((m, q & self.masks[m]));
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        for (m, k) in keys {
+            let v = self.entry(m, k);
+            self.tables[m].set(k, v);
+        }
+    }
+
+    /// What level `m` must hold for key `k`, from the route set: a real route (with [`STOP`]
+    /// when nothing extends it), a marker carrying the best shorter match when a route under
+    /// `k` is searched for through `m`, or nothing.
+    fn entry(&self, m: usize, k: u128) -> u32 {
+        let len = self.lengths[m];
+        let end = k | !mask(len);
+        let mut longer = self
+            .routes
+            .range((k, len + 1)..(end, 129))
+            .map(|(&(q, l), _)| (q, l))
+            .filter(|&(q, l)| l > len && q & mask(len) == k);
+        if let Some(&nh) = self.routes.get(&(k, len)) {
+            let extended = longer.next().is_some();
+            return (nh + 1) | if extended { 0 } else { STOP };
+        }
+        let needs_marker = longer.any(|(_, l)| {
+            self.lengths.binary_search(&l).is_ok_and(|t| {
+                self.path_right.get(t).is_some_and(|r| r[m / 64] >> (m % 64) & 1 == 1)
+            })
+        });
+        if !needs_marker {
+            return EMPTY;
+        }
+        for &l in self.lengths[..m].iter().rev() {
+            if let Some(&nh) = self.routes.get(&(k & mask(l), l)) {
+                return nh + 1;
+            }
+        }
+        0
     }
 
     /// Best real route for `key` among lengths <= `len` (build time only).
@@ -405,7 +573,34 @@ impl Fib6 {
         }
         self.tables =
             tables.iter().zip(&lengths).map(|(t, &l)| Slots::from_map(t, l > 64)).collect();
+        self.path_right = (0..lengths.len())
+            .map(|t| {
+                let (mut lo, mut hi, mut right) = (0usize, lengths.len(), [0u64; 3]);
+                while lo < hi {
+                    let mid = mids[lo * w + hi] as usize;
+                    if mid == t {
+                        break;
+                    }
+                    if mid < t {
+                        right[mid / 64] |= 1 << (mid % 64);
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                right
+            })
+            .collect();
         self.mids = mids;
+        self.stale = false;
+    }
+
+    /// Brings the lookup structure up to date after a batch: a full rebuild only when the
+    /// batch added a prefix length (see [`Fib6::insert_deferred`]).
+    pub fn finish_batch(&mut self) {
+        if self.stale {
+            self.rebuild();
+        }
     }
 }
 
@@ -464,5 +659,81 @@ mod tests {
         assert_eq!(f.lookup(a("2001:db8:1:3::5")), Some(1));
         assert_eq!(f.lookup(a("2001:db8:1:2::5")), Some(3));
         assert_eq!(f.insert("2001:db8::1".parse().unwrap(), 32, 1), Err(FibError::HostBitsSet));
+    }
+
+    /// Run-time sets and removes (with growth and chain repair) against a HashMap, for both
+    /// key layouts (high half only, and with low halves).
+    #[test]
+    fn slots_set_and_remove_match_a_map() {
+        use rand::{Rng, SeedableRng};
+        for long in [false, true] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(long as u64);
+            let mut t = Slots::from_map(&Map::default(), long);
+            let mut want = std::collections::HashMap::new();
+            for step in 0..20_000 {
+                // Few distinct keys with colliding high halves, so chains form and break.
+                let k: u128 = ((rng.gen_range(0..64u128)) << 64)
+                    | if long { rng.gen_range(0..8u128) } else { 0 };
+                if rng.gen_ratio(2, 5) {
+                    t.set(k, EMPTY);
+                    want.remove(&k);
+                } else {
+                    let v = rng.gen_range(0..1000u32);
+                    t.set(k, v);
+                    want.insert(k, v);
+                }
+                if step % 97 == 0 {
+                    for probe in 0..64u128 {
+                        for low in 0..if long { 8 } else { 1 } {
+                            let k = (probe << 64) | low;
+                            assert_eq!(
+                                t.get(k),
+                                want.get(&k).copied().unwrap_or(EMPTY),
+                                "step {step}"
+                            );
+                        }
+                    }
+                }
+                assert_eq!(t.len, want.len());
+            }
+        }
+    }
+
+    /// A big table changed route by route stays equal to one built from scratch.
+    #[test]
+    fn incremental_changes_equal_a_fresh_build() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let lens = [32u8, 40, 44, 48, 56, 64];
+        let rand_route = |rng: &mut rand_chacha::ChaCha8Rng| {
+            let l = lens[rng.gen_range(0..lens.len())];
+            let p = (rng.gen::<u128>() & 0x0000_00ff_00ff_00ff_0000_0000_0000_0000
+                | (0x2001u128 << 112))
+                & mask(l);
+            (p, l)
+        };
+        let mut f = Fib6::from_routes((0..3000).map(|i| {
+            let (p, l) = rand_route(&mut rng);
+            (Ipv6Addr::from(p), l, i % 50)
+        }))
+        .unwrap();
+        for i in 0..3000 {
+            let (p, l) = rand_route(&mut rng);
+            if i % 2 == 0 {
+                f.insert_deferred(Ipv6Addr::from(p), l, i % 50).unwrap();
+            } else {
+                let victim = f.routes.keys().nth(rng.gen_range(0..f.routes.len())).copied();
+                if let Some((q, ql)) = victim {
+                    f.remove_deferred(Ipv6Addr::from(q), ql);
+                }
+            }
+        }
+        assert!(!f.stale, "only known lengths were used");
+        let fresh = Fib6::from_routes(f.iter()).unwrap();
+        for _ in 0..20_000 {
+            let a =
+                rng.gen::<u128>() & 0x0000_00ff_00ff_00ff_ffff_0000_0000_0000 | (0x2001u128 << 112);
+            assert_eq!(f.lookup(a), fresh.lookup(a), "{}", Ipv6Addr::from(a));
+        }
     }
 }
