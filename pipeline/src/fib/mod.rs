@@ -13,8 +13,9 @@ pub use v6::Fib6;
 /// Index of a next-hop group.
 pub type NextHopId = u32;
 
-/// Largest [`NextHopId`] the encodings hold (24 bits).
-pub const MAX_NEXT_HOP: NextHopId = (1 << 24) - 2;
+/// Largest [`NextHopId`] the encodings hold: the IPv4 FIB's 16-bit entries keep one bit for
+/// "points to a group" and 0 for "no route", so ids run 0..=32,766.
+pub const MAX_NEXT_HOP: NextHopId = (1 << 15) - 2;
 
 /// Why a route was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,42 +4,58 @@
 //! README): a few ns per lookup over a burst with 1,000,000 BGP-like prefixes, where the
 //! general-purpose trie crates take 60-150 ns.
 //!
-//! Entry (u32): bit 31 = points to a group (low 24 bits = group index); otherwise bits 24-29 hold
-//! the depth + 1 of the prefix that wrote it and bits 0-23 its next hop; 0 = no route. The depth
-//! lets an insert overwrite only entries of shorter prefixes, and a delete find its own entries.
+//! Entries are 16 bits, so the first level is 32 MiB rather than 64 and most of it stays in a
+//! 32 MiB last-level cache: bit 15 = points to a group (low 15 bits = group index); otherwise
+//! next hop + 1, 0 = no route. The depth of the prefix that wrote each entry (which lets an
+//! insert overwrite only entries of shorter prefixes, and a delete find its own) lives in
+//! parallel byte arrays that only updates read, never lookups. The price: at most 32,767
+//! next-hop groups and 32,768 /24s holding longer prefixes.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use super::{FibError, NextHopId, MAX_NEXT_HOP};
 
-const EXT: u32 = 1 << 31;
-const VALUE: u32 = (1 << 24) - 1;
-/// Second-level groups available (each 1 KiB): /25-/32 prefixes live in at most this many /24s.
-const MAX_GROUPS: usize = 1 << 20;
+const EXT: u16 = 1 << 15;
+const VALUE: u16 = EXT - 1;
+/// Second-level groups available (each 512 bytes): /25-/32 prefixes live in at most this many
+/// /24s.
+const MAX_GROUPS: usize = 1 << 15;
 
+/// A leaf entry for next hop `nh` (`nh <= MAX_NEXT_HOP` keeps it below [`EXT`]).
 #[inline(always)]
-fn leaf(nh: NextHopId, depth: u8) -> u32 {
-    ((depth as u32 + 1) << 24) | nh
+fn leaf(nh: NextHopId) -> u16 {
+    (nh + 1) as u16
 }
 
-#[inline(always)]
-fn depth_of(e: u32) -> Option<u8> {
-    if e == 0 {
-        None
-    } else {
-        Some(((e >> 24) & 0x3f) as u8 - 1)
-    }
+/// A leaf with the depth of the prefix that wrote it (`depth + 1`; 0 for no route).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Cell {
+    entry: u16,
+    depth: u8,
 }
+
+const NONE: Cell = Cell { entry: 0, depth: 0 };
 
 /// The IPv4 FIB.
 pub struct Fib4 {
-    tbl24: Vec<u32>,
-    tbl8: Vec<u32>,
-    free_groups: Vec<u32>,
+    tbl24: Vec<u16>,
+    /// `depth + 1` of the prefix behind each non-group `tbl24` entry (0: none).
+    depth24: Vec<u8>,
+    tbl8: Vec<u16>,
+    depth8: Vec<u8>,
+    free_groups: Vec<u16>,
     /// Exact routes by length: the source of truth.
     routes: Vec<HashMap<u32, NextHopId>>,
     count: usize,
+}
+
+/// A zeroed first level with huge-page advice (calloc'd memory is untouched until written, so
+/// the advice takes effect on first write).
+fn first_level() -> Vec<u16> {
+    let mut t = vec![0u16; 1 << 24];
+    super::advise_huge(t.as_mut_ptr() as *mut u8, t.len() * 2);
+    t
 }
 
 /// By hand rather than derived: the copy's first level must get the same huge-page advice as
@@ -47,12 +63,13 @@ pub struct Fib4 {
 /// through 4 KiB pages.
 impl Clone for Fib4 {
     fn clone(&self) -> Fib4 {
-        let mut tbl24 = vec![0u32; self.tbl24.len()];
-        super::advise_huge(tbl24.as_mut_ptr() as *mut u8, tbl24.len() * 4);
+        let mut tbl24 = first_level();
         tbl24.copy_from_slice(&self.tbl24);
         Fib4 {
             tbl24,
+            depth24: self.depth24.clone(),
             tbl8: self.tbl8.clone(),
+            depth8: self.depth8.clone(),
             free_groups: self.free_groups.clone(),
             routes: self.routes.clone(),
             count: self.count,
@@ -81,12 +98,11 @@ fn check(prefix: u32, len: u8, nh: Option<NextHopId>) -> Result<(), FibError> {
 
 impl Fib4 {
     pub fn new() -> Fib4 {
-        // calloc'd memory is untouched until written, so the advice takes effect on first write.
-        let mut tbl24 = vec![0u32; 1 << 24];
-        super::advise_huge(tbl24.as_mut_ptr() as *mut u8, tbl24.len() * 4);
         Fib4 {
-            tbl24,
+            tbl24: first_level(),
+            depth24: vec![0u8; 1 << 24],
             tbl8: Vec::new(),
+            depth8: Vec::new(),
             free_groups: Vec::new(),
             routes: vec![HashMap::new(); 33],
             count: 0,
@@ -102,11 +118,7 @@ impl Fib4 {
         if e & EXT != 0 {
             e = self.tbl8[(((e & VALUE) as usize) << 8) | (addr & 0xff) as usize];
         }
-        if e == 0 {
-            None
-        } else {
-            Some(e & VALUE)
-        }
+        (e as NextHopId).checked_sub(1)
     }
 
     /// Starts loading the first-level entry of `addr`.
@@ -161,7 +173,7 @@ impl Fib4 {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.tbl24.len() * 4 + self.tbl8.capacity() * 4 + self.count * 16
+        self.tbl24.len() * 2 + self.tbl8.capacity() * 2 + self.count * 16
     }
 
     /// Builds from a route list; later duplicates replace earlier ones.
@@ -211,7 +223,7 @@ impl Fib4 {
         if old.is_none() {
             self.count += 1;
         }
-        self.write(p, len, leaf(nh, len), |d| d <= len);
+        self.write(p, len, Cell { entry: leaf(nh), depth: len + 1 }, |d| d <= len + 1);
         Ok(old)
     }
 
@@ -224,22 +236,19 @@ impl Fib4 {
         // What covers the hole now: the longest shorter route containing `p`.
         let cover = (0..len).rev().find_map(|l| {
             let m = if l == 0 { 0 } else { u32::MAX << (32 - l) };
-            self.routes[l as usize].get(&(p & m)).map(|&n| leaf(n, l))
+            self.routes[l as usize].get(&(p & m)).map(|&n| Cell { entry: leaf(n), depth: l + 1 })
         });
-        self.write(p, len, cover.unwrap_or(0), |d| d == len);
+        self.write(p, len, cover.unwrap_or(NONE), |d| d == len + 1);
         if len > 24 {
             self.maybe_collapse(p >> 8);
         }
         Some(old)
     }
 
-    /// Writes `entry` over the range of `p/len`, wherever `replace(depth)` holds for the entry
-    /// found (empty entries count as depth 0 for inserts, and never match a delete).
-    fn write(&mut self, p: u32, len: u8, entry: u32, replace: impl Fn(u8) -> bool) {
-        let ok = |e: u32| match depth_of(e) {
-            None => replace(0) && entry != 0,
-            Some(d) => replace(d),
-        };
+    /// Writes `cell` over the range of `p/len`, wherever `replace(depth + 1)` holds for the
+    /// entry found (empty entries have 0 and are only filled, never "replaced" by a delete).
+    fn write(&mut self, p: u32, len: u8, cell: Cell, replace: impl Fn(u8) -> bool) {
+        let ok = |d: u8| if d == 0 { replace(0) && cell.depth != 0 } else { replace(d) };
         if len <= 24 {
             let start = (p >> 8) as usize;
             let n = 1usize << (24 - len);
@@ -247,13 +256,15 @@ impl Fib4 {
                 let e = self.tbl24[i];
                 if e & EXT != 0 {
                     let g = ((e & VALUE) as usize) << 8;
-                    for x in &mut self.tbl8[g..g + 256] {
-                        if ok(*x) {
-                            *x = entry;
+                    for x in g..g + 256 {
+                        if ok(self.depth8[x]) {
+                            self.tbl8[x] = cell.entry;
+                            self.depth8[x] = cell.depth;
                         }
                     }
-                } else if ok(e) {
-                    self.tbl24[i] = entry;
+                } else if ok(self.depth24[i]) {
+                    self.tbl24[i] = cell.entry;
+                    self.depth24[i] = cell.depth;
                 }
             }
         } else {
@@ -262,45 +273,52 @@ impl Fib4 {
             let g = if e & EXT != 0 {
                 ((e & VALUE) as usize) << 8
             } else {
-                let g = self.alloc_group(e);
+                let g = self.alloc_group(Cell { entry: e, depth: self.depth24[i] });
                 self.tbl24[i] = EXT | g;
                 (g as usize) << 8
             };
             let start = g + (p & 0xff) as usize;
-            for x in &mut self.tbl8[start..start + (1usize << (32 - len))] {
-                if ok(*x) {
-                    *x = entry;
+            for x in start..start + (1usize << (32 - len)) {
+                if ok(self.depth8[x]) {
+                    self.tbl8[x] = cell.entry;
+                    self.depth8[x] = cell.depth;
                 }
             }
         }
     }
 
-    fn alloc_group(&mut self, fill: u32) -> u32 {
+    fn alloc_group(&mut self, fill: Cell) -> u16 {
         let g = match self.free_groups.pop() {
             Some(g) => g,
             None => {
-                let g = (self.tbl8.len() >> 8) as u32;
+                let g = (self.tbl8.len() >> 8) as u16;
                 self.tbl8.resize(self.tbl8.len() + 256, 0);
+                self.depth8.resize(self.depth8.len() + 256, 0);
                 g
             }
         };
         let s = (g as usize) << 8;
-        self.tbl8[s..s + 256].fill(fill);
+        self.tbl8[s..s + 256].fill(fill.entry);
+        self.depth8[s..s + 256].fill(fill.depth);
         g
     }
 
-    /// A group whose 256 entries are all equal is folded back into its first-level entry.
+    /// A group whose 256 entries are all equal (and no longer than /24) is folded back into
+    /// its first-level entry.
     fn maybe_collapse(&mut self, i24: u32) {
-        let e = self.tbl24[i24 as usize];
+        let i = i24 as usize;
+        let e = self.tbl24[i];
         if e & EXT == 0 {
             return;
         }
         let g = (e & VALUE) as usize;
-        let grp = &self.tbl8[g << 8..(g << 8) + 256];
-        let first = grp[0];
-        if grp.iter().all(|&x| x == first) && depth_of(first).is_none_or(|d| d <= 24) {
-            self.tbl24[i24 as usize] = first;
-            self.free_groups.push(g as u32);
+        let (entries, depths) =
+            (&self.tbl8[g << 8..(g << 8) + 256], &self.depth8[g << 8..(g << 8) + 256]);
+        let (first, d) = (entries[0], depths[0]);
+        if entries.iter().all(|&x| x == first) && depths.iter().all(|&x| x == d) && d <= 25 {
+            self.tbl24[i] = first;
+            self.depth24[i] = d;
+            self.free_groups.push(g as u16);
         }
     }
 }
