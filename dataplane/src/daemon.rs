@@ -92,7 +92,7 @@ pub fn preflight(cfg: &Config) -> Result<(), String> {
     }
 }
 
-fn open_port(p: &PortConfig, queue: u16) -> Result<Box<dyn Port>, String> {
+pub(crate) fn open_port(p: &PortConfig, queue: u16) -> Result<Box<dyn Port>, String> {
     match p.driver {
         Driver::AfXdp => {
             let ifname = p.interface.clone().unwrap_or_default();

@@ -10,6 +10,17 @@ use crate::netns::{addr, ns_run, Topology};
 
 /// The configuration the demo and the testbed give the router.
 pub fn router_config(topo: &Topology, socket: &Path, workers: &[usize], queues: u16) -> String {
+    router_config_on(&topo.left, &topo.right, socket, workers, queues)
+}
+
+/// [`router_config`] for any two interfaces (the `left` and `right` ports).
+pub fn router_config_on(
+    left: &str,
+    right: &str,
+    socket: &Path,
+    workers: &[usize],
+    queues: u16,
+) -> String {
     let workers: Vec<String> = workers.iter().map(|w| w.to_string()).collect();
     format!(
         r#"# written by ferroplane's demo/testbed
@@ -34,8 +45,8 @@ addresses = ["{r4}/24", "{r6}/64"]
 "#,
         workers = workers.join(", "),
         socket = socket.display(),
-        left = topo.left,
-        right = topo.right,
+        left = left,
+        right = right,
         l4 = addr::R_LEFT_V4,
         l6 = addr::R_LEFT_V6,
         r4 = addr::R_RIGHT_V4,

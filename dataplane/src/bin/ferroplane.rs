@@ -30,6 +30,8 @@ enum Cmd {
     /// Build two hosts and a router in network namespaces, forward traffic through ferroplane on
     /// AF_XDP, print what happened, clean up (needs root).
     Demo,
+    /// Generate traffic and measure what comes back: exact rates, loss, latency, RFC 2544.
+    Gen(Box<GenCli>),
     /// Run the pipeline offline: pcap/pcapng in per port, pcap out per port.
     Replay {
         #[arg(short, long)]
@@ -41,6 +43,82 @@ enum Cmd {
         #[arg(long = "out", value_name = "PORT=FILE")]
         outputs: Vec<PortFile>,
     },
+}
+
+/// `ferroplane gen`'s flags (see the README for examples).
+#[derive(clap::Args)]
+struct GenCli {
+    /// The rig file: `[[port]]` as for the dataplane, `[dataplane]` optional (workers: TX core,
+    /// RX core).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Port that sends.
+    #[arg(long)]
+    tx: String,
+    /// Port that receives and measures (loss, duplicates, reordering, latency).
+    #[arg(long)]
+    rx: Option<String>,
+    /// 50kpps, 1.5Mpps, 2gbps (layer 1: preamble and gap counted), or max.
+    #[arg(long, default_value = "max")]
+    rate: String,
+    /// How long to send: 2s, 500ms.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "count")]
+    duration: Option<std::time::Duration>,
+    /// How many packets to send.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Ethernet frame sizes with FCS: 64, a list 64,512,1518, or imix.
+    #[arg(long, default_value = "64")]
+    size: String,
+    /// Distinct 5-tuples to cycle through.
+    #[arg(long, default_value_t = 1)]
+    flows: u32,
+    /// udp, tcp (SYN) or icmp (echo request).
+    #[arg(long, default_value = "udp")]
+    proto: String,
+    /// Source address or range, 10.1.0.2 or 10.1.0.2-10.1.0.200.
+    #[arg(long)]
+    src: String,
+    /// Destination address or range.
+    #[arg(long)]
+    dst: String,
+    /// Source port or range.
+    #[arg(long, default_value = "1024-65535")]
+    sport: String,
+    /// Destination port or range.
+    #[arg(long, default_value = "9")]
+    dport: String,
+    /// Ethernet destination of the frames.
+    #[arg(long)]
+    dst_mac: Option<String>,
+    /// Resolve the Ethernet destination with ARP/ND for this next hop.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Plot throughput per frame size and the latency distribution (PNG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// RFC 2544 throughput search: the highest rate with loss within --loss, per frame size.
+    #[arg(long)]
+    search: bool,
+    /// Duration of one search trial.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    trial: std::time::Duration,
+    /// Stop the search when the interval is within this fraction of the rate.
+    #[arg(long, default_value_t = 0.01)]
+    precision: f64,
+    /// Loss a search trial tolerates (fraction; 0 = zero loss).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    ferroplane_dataplane::gen::rate::parse_duration(s)
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -84,6 +162,40 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ferroplane: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Gen(g) => {
+            let g = *g;
+            let args = ferroplane_dataplane::gen::GenArgs {
+                config: g.config,
+                tx: g.tx,
+                rx: g.rx,
+                rate: g.rate,
+                duration: g.duration,
+                count: g.count,
+                sizes: g.size,
+                flows: g.flows,
+                proto: g.proto,
+                src: g.src,
+                dst: g.dst,
+                sport: g.sport,
+                dport: g.dport,
+                dst_mac: g.dst_mac,
+                gateway: g.gateway,
+                json: g.json,
+                plot: g.plot,
+                search: g.search,
+                trial: g.trial,
+                precision: g.precision,
+                loss: g.loss,
+                quiet: g.quiet,
+            };
+            match ferroplane_dataplane::gen::run_cli(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferroplane gen: {e}");
                     ExitCode::FAILURE
                 }
             }

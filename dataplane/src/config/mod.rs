@@ -472,6 +472,24 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// Parses and checks a `ferroplane gen` rig file: the dataplane's `[[port]]` schema, with
+/// `[dataplane]` optional (its `workers` then default to core 0).
+pub fn parse_rig(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let has_dataplane =
+        toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("dataplane"));
+    if has_dataplane {
+        return parse_str(text, file);
+    }
+    // A default section first; error lines of the rest are shifted back below.
+    let shifted = format!("[dataplane]\nworkers = [0]\n{text}");
+    parse_str(&shifted, file).map_err(|mut e| {
+        for err in &mut e.0 {
+            err.line = err.line.saturating_sub(2);
+        }
+        e
+    })
+}
+
 /// Parses and checks configuration text; `file` names it in errors.
 pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let mut r = Report { file, text, errors: Vec::new() };

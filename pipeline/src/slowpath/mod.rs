@@ -181,6 +181,19 @@ impl SlowPath {
         known
     }
 
+    /// Starts resolving `addr` on `port` without a packet waiting (a generator resolving its
+    /// gateway): sends the first solicitation; timers send the rest.
+    pub fn probe(&mut self, now: u64, tables: &Tables, port: PortId, addr: Addr) {
+        if self.cache.solicit(now, port, addr) {
+            self.solicit(tables, port, &addr, None);
+        }
+    }
+
+    /// The MAC of a resolved neighbour.
+    pub fn neighbour(&self, port: PortId, addr: &Addr) -> Option<MacAddr> {
+        self.cache.get(port, addr)
+    }
+
     /// Learned and static neighbours: (port, address, mac, is_static).
     pub fn neighbours(&self) -> impl Iterator<Item = (PortId, Addr, MacAddr, bool)> + '_ {
         self.cache.usable()

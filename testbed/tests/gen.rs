@@ -1,0 +1,202 @@
+//! `ferroplane gen` against a device under test: both gen ports in one namespace (as a
+//! two-port TRex box is cabled), ferroplane on AF_XDP routing between them in another. Needs
+//! root; one test at a time.
+
+use std::process::Command;
+use std::time::Duration;
+
+use ferroplane_dataplane::demo::{router_config_on, RouterProcess};
+use ferroplane_dataplane::netns::{ns_run, run};
+use ferroplane_testbed::live::SERIAL;
+use ferroplane_testbed::workspace_bin;
+
+/// The gen namespace with `ga`/`gb`, cabled to the router's `left`/`right`; removed on drop.
+struct Rig {
+    router: Option<RouterProcess>,
+    gen_ns: String,
+    router_ns: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.router.take() {
+            r.stop();
+        }
+        let _ = run("ip", &["netns", "del", &self.gen_ns]);
+        let _ = run("ip", &["netns", "del", &self.router_ns]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rig(tag: &str) -> Rig {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "these tests need root (network namespaces, XDP)");
+    let tag = format!("{tag}{}", std::process::id() % 100_000);
+    let (g, r) = (format!("fp{tag}g"), format!("fp{tag}r"));
+    let dir = std::env::temp_dir().join(format!("ferroplane-gen-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rig = Rig { router: None, gen_ns: g.clone(), router_ns: r.clone(), dir };
+    for ns in [&g, &r] {
+        let _ = run("ip", &["netns", "del", ns]);
+        run("ip", &["netns", "add", ns]).unwrap();
+    }
+    for (gi, ri) in [("ga", "left"), ("gb", "right")] {
+        run(
+            "ip",
+            &["link", "add", ri, "netns", &r, "type", "veth", "peer", "name", gi, "netns", &g],
+        )
+        .unwrap();
+        for (ns, i) in [(&g, gi), (&r, ri)] {
+            ns_run(ns, &["sysctl", "-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]).unwrap();
+            ns_run(ns, &["ethtool", "-K", i, "tx", "off", "rx", "off"]).unwrap();
+            ns_run(ns, &["ip", "link", "set", i, "up"]).unwrap();
+        }
+    }
+    // The router: ferroplane's usual two-port configuration on left/right.
+    let socket = rig.dir.join("ctl.sock");
+    let cfg = router_config_on("left", "right", &socket, &[1], 1);
+    rig.router = Some(
+        RouterProcess::start(
+            &workspace_bin("ferroplane"),
+            &r,
+            &rig.dir,
+            &cfg,
+            &socket,
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("router: {e}")),
+    );
+    std::fs::write(
+        rig.dir.join("rig.toml"),
+        r#"
+[dataplane]
+workers = [0, 1]
+
+[[port]]
+name = "a"
+driver = "af_xdp"
+interface = "ga"
+addresses = ["10.1.0.2/24"]
+
+[[port]]
+name = "b"
+driver = "af_xdp"
+interface = "gb"
+addresses = ["10.2.0.2/24"]
+"#,
+    )
+    .unwrap();
+    rig
+}
+
+fn gen(rig: &Rig, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &rig.gen_ns])
+        .arg(workspace_bin("ferroplane"))
+        .arg("gen")
+        .arg("-c")
+        .arg(rig.dir.join("rig.toml"))
+        .args(args)
+        .output()
+        .expect("run ferroplane gen")
+}
+
+#[test]
+fn fifty_kpps_for_two_seconds_through_ferroplane_loses_nothing_and_hits_the_rate() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let r = rig("gn");
+    let json = r.dir.join("report.json");
+    let plot = r.dir.join("report.png");
+    let o = gen(
+        &r,
+        &[
+            "--tx",
+            "a",
+            "--rx",
+            "b",
+            "--rate",
+            "50kpps",
+            "--duration",
+            "2s",
+            "--size",
+            "64",
+            "--flows",
+            "16",
+            "--src",
+            "10.1.0.2",
+            "--dst",
+            "10.2.0.2",
+            "--gateway",
+            "10.1.0.1",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+    );
+    let out =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "gen failed:\n{out}\nrouter:\n{}",
+        r.router.as_ref().unwrap().log_text()
+    );
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let tx = rep["tx_packets"].as_u64().unwrap();
+    let rx = rep["rx_packets"].as_u64().unwrap();
+    assert!((99_000..=101_000).contains(&tx), "sent {tx}, asked 100,000 (50 kpps x 2 s):\n{out}");
+    assert_eq!(rep["lost"].as_u64(), Some(0), "{out}");
+    assert_eq!(rx, tx, "{out}");
+    assert_eq!(rep["duplicates"].as_u64(), Some(0));
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(rep["latency_ns"][k].as_u64().is_some_and(|v| v > 0), "latency {k}: {rep}");
+    }
+    let png = std::fs::read(&plot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "plot is not a PNG");
+    assert!(out.contains("lost"), "summary:\n{out}");
+}
+
+#[test]
+fn bad_arguments_are_clear_errors_before_anything_is_sent() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let r = rig("gb");
+    let base = [
+        "--tx",
+        "a",
+        "--rx",
+        "b",
+        "--duration",
+        "1s",
+        "--src",
+        "10.1.0.2",
+        "--dst",
+        "10.2.0.2",
+        "--dst-mac",
+        "02:00:00:00:00:01",
+    ];
+    for (extra, needle) in [
+        (vec!["--rate", "fastest"], "rate"),
+        (vec!["--rate", "5000gbps"], "impossible"),
+        (vec!["--size", "40"], "minimum"),
+        (vec!["--size", "9000"], "maximum"),
+        (vec!["--sport", "9-1"], "sport"),
+        (vec!["--tx", "nope"], "no port `nope`"),
+    ] {
+        let mut args: Vec<&str> = base.to_vec();
+        if extra[0] == "--tx" {
+            args[1] = extra[1];
+        } else {
+            args.extend(extra.iter().copied());
+        }
+        let o = gen(&r, &args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{extra:?} should fail");
+        assert!(
+            err.to_lowercase().contains(&needle.to_lowercase()),
+            "{extra:?}: expected `{needle}` in:\n{err}"
+        );
+    }
+}
