@@ -200,3 +200,51 @@ fn bad_arguments_are_clear_errors_before_anything_is_sent() {
         );
     }
 }
+
+#[test]
+fn rfc2544_search_finds_a_zero_loss_rate_through_ferroplane() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let r = rig("gs");
+    let json = r.dir.join("search.json");
+    let o = gen(
+        &r,
+        &[
+            "--tx",
+            "a",
+            "--rx",
+            "b",
+            "--rate",
+            "200kpps",
+            "--search",
+            "--trial",
+            "500ms",
+            "--precision",
+            "0.1",
+            "--size",
+            "64,512",
+            "--src",
+            "10.1.0.2",
+            "--dst",
+            "10.2.0.2",
+            "--gateway",
+            "10.1.0.1",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let out =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "gen --search failed:\n{out}");
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let points = rep["search"].as_array().expect("search results");
+    assert_eq!(points.len(), 2, "{rep}");
+    for p in points {
+        let t = p["throughput_pps"].as_f64().unwrap();
+        // ferroplane forwards well above 10 kpps here; the search must not report less, nor
+        // more than it offered.
+        assert!((10_000.0..=200_000.0).contains(&t), "{p}\n{out}");
+        assert!(p["trials"].as_u64().unwrap() >= 1);
+    }
+}

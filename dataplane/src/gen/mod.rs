@@ -56,6 +56,8 @@ const WARMUP_SEQ: u64 = 1 << 47;
 /// packets per unresolved neighbour; the measured stream must not be what primes it).
 const WARMUP_FRAMES: u64 = 4;
 const WARMUP_PAUSE: Duration = Duration::from_millis(200);
+/// How long a port may refuse every frame before the run stops.
+const STALL: Duration = Duration::from_secs(2);
 /// How long `--gateway` resolution may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -551,8 +553,15 @@ fn send(
     let mut scratch = Vec::with_capacity(16 * 1024);
     let mut batch: Vec<PacketBuf> = Vec::with_capacity(BURST);
     let (mut seq, mut bytes, mut turns) = (0u64, 0u64, 0u32);
+    let mut last_progress = start;
     loop {
         let now = clock.now_ns();
+        // A port that takes nothing for STALL (link down, ring never drained) ends the run
+        // instead of looping forever; what was stamped and not sent is not counted.
+        if !batch.is_empty() && now - last_progress > STALL.as_nanos() as u64 {
+            tracing::warn!("port `{}` took no frame for {STALL:?}: stopping", end.port.name());
+            break;
+        }
         let stamped = seq + batch.len() as u64;
         let time_up = deadline.is_some_and(|d| now >= d);
         if (time_up || stamped >= limit) && batch.is_empty() {
@@ -579,6 +588,9 @@ fn send(
         let n = end.port.tx_burst(&mut end.pool, &mut batch);
         let after: u64 = batch.iter().map(|b| b.len() as u64).sum();
         seq += n as u64;
+        if n > 0 || batch.is_empty() {
+            last_progress = now;
+        }
         bytes += before - after + (n * FCS) as u64;
         sent.store(seq, Ordering::Relaxed);
         end.port.reclaim(&mut end.pool);
