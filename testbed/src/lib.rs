@@ -140,3 +140,112 @@ pub mod live {
         s.ports.iter().find(|p| p.name == name).expect("port in stats")
     }
 }
+
+/// `ferroplane gen`'s rig: both gen ports in one namespace, cabled to a router namespace that
+/// runs ferroplane (or, for baselines, the kernel).
+pub mod rig {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use ferroplane_dataplane::demo::{router_config_on, RouterProcess};
+    use ferroplane_dataplane::netns::{ns_run, run};
+
+    use super::workspace_bin;
+
+    /// The gen namespace with `ga`/`gb`, cabled to the router's `left`/`right`; removed on drop.
+    pub struct Rig {
+        pub router: Option<RouterProcess>,
+        pub gen_ns: String,
+        pub router_ns: String,
+        pub dir: std::path::PathBuf,
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            if let Some(mut r) = self.router.take() {
+                r.stop();
+            }
+            let _ = run("ip", &["netns", "del", &self.gen_ns]);
+            let _ = run("ip", &["netns", "del", &self.router_ns]);
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    pub fn rig(tag: &str) -> Rig {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "these tests need root (network namespaces, XDP)"
+        );
+        let tag = format!("{tag}{}", std::process::id() % 100_000);
+        let (g, r) = (format!("fp{tag}g"), format!("fp{tag}r"));
+        let dir = std::env::temp_dir().join(format!("ferroplane-gen-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rig = Rig { router: None, gen_ns: g.clone(), router_ns: r.clone(), dir };
+        for ns in [&g, &r] {
+            let _ = run("ip", &["netns", "del", ns]);
+            run("ip", &["netns", "add", ns]).unwrap();
+        }
+        for (gi, ri) in [("ga", "left"), ("gb", "right")] {
+            run(
+                "ip",
+                &["link", "add", ri, "netns", &r, "type", "veth", "peer", "name", gi, "netns", &g],
+            )
+            .unwrap();
+            for (ns, i) in [(&g, gi), (&r, ri)] {
+                ns_run(ns, &["sysctl", "-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")])
+                    .unwrap();
+                ns_run(ns, &["ethtool", "-K", i, "tx", "off", "rx", "off"]).unwrap();
+                ns_run(ns, &["ip", "link", "set", i, "up"]).unwrap();
+            }
+        }
+        // The router: ferroplane's usual two-port configuration on left/right.
+        let socket = rig.dir.join("ctl.sock");
+        let cfg = router_config_on("left", "right", &socket, &[1], 1);
+        rig.router = Some(
+            RouterProcess::start(
+                &workspace_bin("ferroplane"),
+                &r,
+                &rig.dir,
+                &cfg,
+                &socket,
+                Duration::from_secs(20),
+            )
+            .unwrap_or_else(|e| panic!("router: {e}")),
+        );
+        std::fs::write(
+            rig.dir.join("rig.toml"),
+            r#"
+    [dataplane]
+    workers = [0, 1]
+
+    [[port]]
+    name = "a"
+    driver = "af_xdp"
+    interface = "ga"
+    addresses = ["10.1.0.2/24"]
+
+    [[port]]
+    name = "b"
+    driver = "af_xdp"
+    interface = "gb"
+    addresses = ["10.2.0.2/24"]
+    "#,
+        )
+        .unwrap();
+        rig
+    }
+
+    pub fn gen(rig: &Rig, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &rig.gen_ns])
+            .arg(workspace_bin("ferroplane"))
+            .arg("gen")
+            .arg("-c")
+            .arg(rig.dir.join("rig.toml"))
+            .args(args)
+            .output()
+            .expect("run ferroplane gen")
+    }
+}

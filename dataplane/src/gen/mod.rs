@@ -51,6 +51,12 @@ const PACE_BATCH: usize = 16;
 const DRAIN: Duration = Duration::from_millis(300);
 /// Sequence numbers from here up mark warm-up frames, which the receiver does not count.
 const WARMUP_SEQ: u64 = 1 << 47;
+/// Each trial numbers its frames from its own base (trial number << TRIAL_SHIFT), so frames of
+/// an earlier trial still queued in the device under test or in our rings are told apart and
+/// ignored rather than counted as received (or as duplicates) by the next one. 2^40 frames per
+/// trial, 127 trials before the bases wrap.
+const TRIAL_SHIFT: u32 = 40;
+const TRIAL_SPAN: u64 = 1 << TRIAL_SHIFT;
 /// Warm-up frames sent before the first trial, and the pause after them: the device under
 /// test resolves the receiver's address on the first of them (a router queues only a few
 /// packets per unresolved neighbour; the measured stream must not be what primes it).
@@ -59,7 +65,7 @@ const WARMUP_PAUSE: Duration = Duration::from_millis(200);
 /// How long a port may refuse every frame before the run stops.
 const STALL: Duration = Duration::from_secs(2);
 /// How long `--gateway` resolution may take.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything `ferroplane gen` was asked, checked.
 #[derive(Debug, Clone)]
@@ -103,6 +109,8 @@ pub struct Gen {
     core_rx: Option<usize>,
     /// The device under test has seen warm-up frames (see [`WARMUP_FRAMES`]).
     warmed: bool,
+    /// Trials run so far (see [`TRIAL_SHIFT`]).
+    trials: u64,
 }
 
 /// One port with the state its loop owns.
@@ -238,6 +246,7 @@ impl Gen {
             mtu,
             clock: Clock::new(),
             warmed: false,
+            trials: 0,
         };
         if let Some(gw) = gateway {
             g.spec.dst_mac = g.resolve(gw)?;
@@ -251,8 +260,15 @@ impl Gen {
         let addr = addr_from_ip(gw);
         let start = Instant::now();
         let t = &self.tables;
-        self.tx.slow.probe(self.clock.now_ns(), t, self.tx.id, addr);
+        let mut asked = None::<Instant>;
         loop {
+            // A probe every second until it answers (a neighbour that failed three probes is
+            // forgotten and asked afresh).
+            if asked.is_none_or(|a| a.elapsed() >= Duration::from_secs(1)) {
+                self.tx.slow.remove_neighbour(self.tx.id, &addr);
+                self.tx.slow.probe(self.clock.now_ns(), t, self.tx.id, addr);
+                asked = Some(Instant::now());
+            }
             let now = self.clock.now_ns();
             service(&mut self.tx, t, now, &mut |_, _, _| {});
             if let Some(rx) = self.rx.as_mut() {
@@ -388,6 +404,8 @@ impl Gen {
         let rx = self.rx.as_mut();
         let hint = count.unwrap_or(1 << 20);
         let warm_up = !std::mem::replace(&mut self.warmed, true);
+        self.trials += 1;
+        let base = (self.trials % (WARMUP_SEQ >> TRIAL_SHIFT)) << TRIAL_SHIFT;
         std::thread::scope(|s| -> Result<TrialOut, String> {
             let rx_thread = rx.map(|rx| {
                 let (stop, received) = (&stop_rx, &received);
@@ -398,8 +416,9 @@ impl Gen {
                     while !stop.load(Ordering::Relaxed) {
                         let now = clock.now_ns();
                         let n = service(rx, tables, now, &mut |seq, ts, len| {
-                            if seq < WARMUP_SEQ {
-                                r.record(seq, ts, clock.now_ns(), len);
+                            // Frames of other trials (and warm-up frames) are not this trial's.
+                            if seq >= base && seq - base < TRIAL_SPAN {
+                                r.record(seq - base, ts, clock.now_ns(), len);
                             }
                         });
                         received.store(r.rx_packets(), Ordering::Relaxed);
@@ -421,7 +440,7 @@ impl Gen {
                     if warm_up {
                         prime(tx, tables, frames, clock);
                     }
-                    send(tx, tables, frames, clock, pps, duration, count, sent)
+                    send(tx, tables, frames, clock, pps, duration, count, base, sent)
                 })
             };
             if progress {
@@ -544,6 +563,7 @@ fn send(
     pps: Option<f64>,
     duration: Option<Duration>,
     count: Option<u64>,
+    base: u64,
     sent: &AtomicU64,
 ) -> (u64, u64, Duration) {
     let start = clock.now_ns();
@@ -576,7 +596,7 @@ fn send(
             for i in 0..n as u64 {
                 let Some(mut b) = end.pool.alloc() else { break };
                 let k = stamped + i;
-                frames.write(k, k, clock.now_ns(), &mut scratch);
+                frames.write(k, base + k, clock.now_ns(), &mut scratch);
                 if b.fill_from(&scratch).is_err() {
                     end.pool.free(b);
                     break;
