@@ -31,7 +31,20 @@ fn trafgen(topo: &Topology, dir: &std::path::Path, dst_mac: &str, src_mac: &str)
     );
     std::fs::write(&cfg, text).unwrap();
     Command::new("ip")
-        .args(["netns", "exec", &topo.h1, "trafgen", "--cpp", "-o", &topo.h1_if, "-c"])
+        .args([
+            "netns",
+            "exec",
+            &topo.h1,
+            "timeout",
+            "-s",
+            "INT",
+            &format!("{}", RUN_SECS + 2),
+            "trafgen",
+            "--cpp",
+            "-o",
+            &topo.h1_if,
+            "-c",
+        ])
         .arg(&cfg)
         .args(["-P", "1", "-q"])
         .stdout(Stdio::null())
@@ -46,8 +59,7 @@ fn measure(topo: &Topology, dir: &std::path::Path, dst_mac: &str, src_mac: &str)
     let (c0, t0) = (rx_packets(&topo.h2, &topo.h2_if), Instant::now());
     std::thread::sleep(Duration::from_secs(RUN_SECS));
     let (c1, t1) = (rx_packets(&topo.h2, &topo.h2_if), Instant::now());
-    let _ = tg.kill();
-    let _ = tg.wait();
+    ferroplane_testbed::stop_gracefully(&mut tg);
     std::thread::sleep(Duration::from_millis(300));
     (c1 - c0) as f64 / (t1 - t0).as_secs_f64() / 1e6
 }

@@ -15,6 +15,7 @@ use ferroplane_dataplane::netns::ns_run;
 use ferroplane_testbed::rig::{gen, rig, Rig};
 use ferroplane_testbed::{require_tool, workspace_bin};
 
+/// Runs per mode (GEN_BENCH_RUNS overrides, for a quick look).
 const RUNS: usize = 5;
 const RUN_SECS: u64 = 5;
 
@@ -128,6 +129,13 @@ fn search_run(r: &Rig) -> f64 {
         ],
     );
     assert!(o.status.success(), "gen --search: {}", String::from_utf8_lossy(&o.stderr));
+    if std::env::var_os("GEN_BENCH_VERBOSE").is_some() {
+        println!("{}", String::from_utf8_lossy(&o.stdout));
+        if let Ok(s) = ferroplane_ctl::call(&r.dir.join("ctl.sock"), ferroplane_ctl::Request::Stats)
+        {
+            println!("{s:?}");
+        }
+    }
     let rep: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     rep["search"][0]["throughput_pps"].as_f64().unwrap() / 1e6
@@ -160,7 +168,20 @@ fn trafgen_run(r: &Rig) -> f64 {
     // Prime the DUT's neighbour entry for 10.2.0.2.
     let _ = ns_run(g, &["ping", "-c", "1", "-W", "1", "-I", "gb", "10.2.0.1"]);
     let mut tg = Command::new("ip")
-        .args(["netns", "exec", g, "trafgen", "--cpp", "-o", "ga", "-c"])
+        .args([
+            "netns",
+            "exec",
+            g,
+            "timeout",
+            "-s",
+            "INT",
+            &format!("{}", RUN_SECS + 2),
+            "trafgen",
+            "--cpp",
+            "-o",
+            "ga",
+            "-c",
+        ])
         .arg(&cfg)
         .args(["-P", "1", "-q"])
         .stdout(Stdio::null())
@@ -171,8 +192,7 @@ fn trafgen_run(r: &Rig) -> f64 {
     let (c0, t0) = (rx_packets(g, "gb"), Instant::now());
     std::thread::sleep(Duration::from_secs(RUN_SECS));
     let (c1, t1) = (rx_packets(g, "gb"), Instant::now());
-    let _ = tg.kill();
-    let _ = tg.wait();
+    ferroplane_testbed::stop_gracefully(&mut tg);
     let _ = ns_run(g, &["ip", "addr", "del", "10.2.0.2/24", "dev", "gb"]);
     std::thread::sleep(Duration::from_millis(300));
     (c1 - c0) as f64 / (t1 - t0).as_secs_f64() / 1e6
@@ -198,7 +218,8 @@ fn main() {
         ("RFC 2544 zero loss, ferroplane", vec![]),
         ("RFC 2544 zero loss, kernel", vec![]),
     ];
-    for run in 0..RUNS {
+    let runs = std::env::var("GEN_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(RUNS);
+    for run in 0..runs {
         for (i, dut) in [Dut::Ferroplane, Dut::Kernel].into_iter().enumerate() {
             set_dut(&mut r, dut);
             let g = gen_run(&r);

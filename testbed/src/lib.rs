@@ -40,6 +40,24 @@ pub fn require_scapy() {
     assert!(ok, "python3 with scapy is required by this test; install it: pip install scapy");
 }
 
+/// Stops a tool with SIGINT and waits for it (SIGKILL after 3 s). For trafgen, start it under
+/// `timeout -s INT` as well: it forks a worker per CPU, `ip netns exec` may fork too, and a
+/// worker whose parent was SIGKILLed goes on flooding after the run (seen here: it made every
+/// later measurement on the rig lossy). `timeout` delivers SIGINT to trafgen itself.
+pub fn stop_gracefully(child: &mut std::process::Child) {
+    // SAFETY: kill(2) on a pid we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(3) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A fresh scratch directory under the target dir, removed and recreated.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let mut p = std::env::temp_dir();

@@ -355,13 +355,24 @@ impl Gen {
                 }
                 let (tx, rx) =
                     (t.tx_packets, t.receiver.as_ref().map_or(0, |r| r.unique_packets()));
+                // What was really offered: a sender that cannot reach the asked rate must not
+                // credit the device under test with it.
+                let achieved = tx as f64 / t.elapsed.as_secs_f64().max(1e-9);
                 last = Some(t);
-                Ok(search::Trial { offered_pps: pps, tx, rx })
+                Ok(search::Trial { offered_pps: achieved.min(pps), tx, rx })
             })?;
+            // The highest rate really offered by a passing trial (RFC 2544 26.1 reports the
+            // offered rate; ours is what the sender achieved, never more than asked).
+            let tput = result
+                .trials
+                .iter()
+                .filter(|t| t.passes(self.args.loss))
+                .map(|t| t.offered_pps)
+                .fold(0.0, f64::max);
             points.push(SearchPoint {
                 frame_size: avg.round() as usize,
-                throughput_pps: result.throughput_pps,
-                throughput_bps_l1: result.throughput_pps * (avg + rate::L1_OVERHEAD as f64) * 8.0,
+                throughput_pps: tput,
+                throughput_bps_l1: tput * (avg + rate::L1_OVERHEAD as f64) * 8.0,
                 trials: result.trials.len() as u32,
             });
         }
@@ -627,6 +638,8 @@ fn send(
                 let now = clock.now_ns();
                 let first = b.next_ready_ns(now).saturating_sub(now);
                 let wait = first + ((PACE_BATCH - 1) as f64 * 1e9 / p) as u64;
+                let left = deadline.map_or(u64::MAX, |d| d.saturating_sub(now));
+                let wait = wait.min(left);
                 if wait > 60_000 {
                     std::thread::sleep(Duration::from_nanos(wait - 20_000));
                 }
@@ -637,7 +650,14 @@ fn send(
     for b in batch.drain(..) {
         end.pool.free(b);
     }
-    (seq, bytes, Duration::from_nanos(clock.now_ns() - start))
+    let elapsed = Duration::from_nanos(clock.now_ns() - start);
+    // Frames handed to the port may still sit in its ring: keep reclaiming (which kicks the
+    // kernel) for a moment so that the tail of the run leaves too.
+    for _ in 0..20 {
+        end.port.reclaim(&mut end.pool);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (seq, bytes, elapsed)
 }
 
 /// Receives one burst on a port: our frames go to `measured(seq, tx_ts, len)`; ARP, ND and

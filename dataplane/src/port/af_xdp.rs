@@ -612,7 +612,12 @@ impl Port for AfXdpPort {
         let n = unsafe { self.rings.cq.consume(&mut self.descs) };
         self.tx_free.extend_from_slice(&self.descs[..n]);
         self.tx_in_flight -= n as u32;
-        if n == 0 && self.rings.tx.needs_wakeup() {
+        // In copy mode the kernel sends only from inside sendto(), and a limited batch per call
+        // (32 in xsk_generic_xmit): frames still in the ring with nothing completed need another
+        // kick, or the tail of a burst waits for the next burst (seen as loss by a generator
+        // that stops, and as latency spikes by everyone). One syscall per poll while frames are
+        // in flight, never per packet.
+        if n == 0 && (self.rings.tx.needs_wakeup() || self.mode.starts_with("copy")) {
             let _ = self.rings.tx.wakeup();
         }
     }
