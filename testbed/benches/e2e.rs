@@ -5,12 +5,12 @@
 //! read from h2's interface counters. Prints min/median/max per mode and the ratio of medians, and
 //! writes the figures to target/e2e-report.json.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use ferroplane_dataplane::demo::{router_config, RouterProcess};
 use ferroplane_dataplane::netns::{addr, ns_run, Topology};
-use ferroplane_testbed::{require_tool, workspace_bin};
+use ferroplane_testbed::{min_median_max, require_tool, workspace_bin};
 
 const RUNS: usize = 5;
 const RUN_SECS: u64 = 5;
@@ -30,27 +30,7 @@ fn trafgen(topo: &Topology, dir: &std::path::Path, dst_mac: &str, src_mac: &str)
         addr::H2_V4
     );
     std::fs::write(&cfg, text).unwrap();
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &topo.h1,
-            "timeout",
-            "-s",
-            "INT",
-            &format!("{}", RUN_SECS + 2),
-            "trafgen",
-            "--cpp",
-            "-o",
-            &topo.h1_if,
-            "-c",
-        ])
-        .arg(&cfg)
-        .args(["-P", "1", "-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start trafgen")
+    ferroplane_testbed::trafgen(&topo.h1, &topo.h1_if, &cfg, RUN_SECS + 2)
 }
 
 fn measure(topo: &Topology, dir: &std::path::Path, dst_mac: &str, src_mac: &str) -> f64 {
@@ -74,11 +54,6 @@ fn kernel_mode(topo: &Topology, on: bool) {
     if !on {
         let _ = ns_run(r, &["ip", "neigh", "flush", "all"]);
     }
-}
-
-fn stats(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
 fn main() {
@@ -119,8 +94,8 @@ fn main() {
         kernel.push(k);
         ferro.push(f);
     }
-    let (kmin, kmed, kmax) = stats(&mut kernel);
-    let (fmin, fmed, fmax) = stats(&mut ferro);
+    let (kmin, kmed, kmax) = min_median_max(&mut kernel);
+    let (fmin, fmed, fmax) = min_median_max(&mut ferro);
     println!(
         "\n64-byte UDP, one sender core, {RUNS} runs of {RUN_SECS} s each (Mpps delivered to h2)"
     );

@@ -7,13 +7,12 @@
 //! the sender itself costs, and gen's RFC 2544 search gives each DUT's zero-loss throughput.
 //! Prints min/median/max and the ratios of medians.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferroplane_dataplane::demo::{router_config_on, RouterProcess};
 use ferroplane_dataplane::netns::ns_run;
 use ferroplane_testbed::rig::{gen, rig, Rig};
-use ferroplane_testbed::{require_tool, workspace_bin};
+use ferroplane_testbed::{min_median_max, require_tool, workspace_bin};
 
 /// Runs per mode (GEN_BENCH_RUNS overrides, for a quick look).
 const RUNS: usize = 5;
@@ -167,27 +166,7 @@ fn trafgen_run(r: &Rig) -> f64 {
     .unwrap();
     // Prime the DUT's neighbour entry for 10.2.0.2.
     let _ = ns_run(g, &["ping", "-c", "1", "-W", "1", "-I", "gb", "10.2.0.1"]);
-    let mut tg = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            g,
-            "timeout",
-            "-s",
-            "INT",
-            &format!("{}", RUN_SECS + 2),
-            "trafgen",
-            "--cpp",
-            "-o",
-            "ga",
-            "-c",
-        ])
-        .arg(&cfg)
-        .args(["-P", "1", "-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("trafgen");
+    let mut tg = ferroplane_testbed::trafgen(g, "ga", &cfg, RUN_SECS + 2);
     std::thread::sleep(Duration::from_millis(500));
     let (c0, t0) = (rx_packets(g, "gb"), Instant::now());
     std::thread::sleep(Duration::from_secs(RUN_SECS));
@@ -196,11 +175,6 @@ fn trafgen_run(r: &Rig) -> f64 {
     let _ = ns_run(g, &["ip", "addr", "del", "10.2.0.2/24", "dev", "gb"]);
     std::thread::sleep(Duration::from_millis(300));
     (c1 - c0) as f64 / (t1 - t0).as_secs_f64() / 1e6
-}
-
-fn stats(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
 fn main() {
@@ -236,7 +210,7 @@ fn main() {
     }
     let mut med = Vec::new();
     for (name, v) in &mut results {
-        let (a, b, c) = stats(v);
+        let (a, b, c) = min_median_max(v);
         println!("{name:<30} min {a:.3}  median {b:.3}  max {c:.3} Mpps");
         med.push(b);
     }

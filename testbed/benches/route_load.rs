@@ -10,15 +10,10 @@ use std::time::{Duration, Instant};
 
 use ferroplane_dataplane::demo::{router_config, RouterProcess};
 use ferroplane_dataplane::netns::{addr, ns_run, Topology};
-use ferroplane_testbed::workspace_bin;
+use ferroplane_testbed::{min_median_max, workspace_bin};
 
 const RUNS: usize = 3;
 const ROUTES: usize = 1_000_000;
-
-fn stats(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (v[0], v[v.len() / 2], v[v.len() - 1])
-}
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would pass nothing: only run for real.
@@ -113,8 +108,8 @@ fn main() {
         );
         let _ = ns_run(r, &["ip", "route", "flush", "table", "main"]);
     }
-    let (f0, f1, f2) = stats(&mut fp);
-    let (k0, k1, k2) = stats(&mut kern);
+    let (f0, f1, f2) = min_median_max(&mut fp);
+    let (k0, k1, k2) = min_median_max(&mut kern);
     println!("ferroplane route load: min {f0:.2} s, median {f1:.2} s, max {f2:.2} s");
     println!("kernel ip -batch:      min {k0:.2} s, median {k1:.2} s, max {k2:.2} s");
     println!("ratio of medians (kernel / ferroplane): {:.2}", k1 / f1);

@@ -58,6 +58,27 @@ pub fn stop_gracefully(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// Min, median and max of a benchmark's runs (sorts `v`).
+pub fn min_median_max(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+/// Starts trafgen in namespace `ns` sending the packets of `cfg` (a trafgen configuration) out
+/// of `ifname` for at most `secs` seconds, on one CPU. It runs under `timeout -s INT`: see
+/// [`stop_gracefully`] for why.
+pub fn trafgen(ns: &str, ifname: &str, cfg: &std::path::Path, secs: u64) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "timeout", "-s", "INT", &secs.to_string(), "trafgen", "--cpp"])
+        .args(["-o", ifname, "-c"])
+        .arg(cfg)
+        .args(["-P", "1", "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start trafgen")
+}
+
 /// A fresh scratch directory under the target dir, removed and recreated.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let mut p = std::env::temp_dir();

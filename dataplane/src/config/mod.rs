@@ -130,7 +130,8 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((addr, len))
 }
 
-fn mask(addr: IpAddr, len: u8) -> IpAddr {
+/// `addr` with the bits beyond `len` cleared.
+pub fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };

@@ -17,7 +17,7 @@ use ferroplane_pipeline::flow::ip_from_addr;
 use ferroplane_pipeline::mirror::Mirrored;
 use ferroplane_pipeline::tables::{NextHop, NextHopGroup, NextHopSpec, PortInfo, TablesBuilder};
 
-use crate::config::{NextHopConfig, Prefix, RouteConfig};
+use crate::config::{mask, NextHopConfig, Prefix, RouteConfig};
 
 /// A prefix as a map key: ordered IPv4 before IPv6, then by address and length.
 pub type Key = (IpAddr, u8);
@@ -57,19 +57,6 @@ fn prefix_str(k: &Key) -> String {
     format!("{}/{}", k.0, k.1)
 }
 
-fn masked(addr: IpAddr, len: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            IpAddr::V4((u32::from(a) & m).into())
-        }
-        IpAddr::V6(a) => {
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
-            IpAddr::V6((u128::from(a) & m).into())
-        }
-    }
-}
-
 impl Routes {
     /// The state for `ports` and the configured `routes`, with both FIBs built in one pass.
     pub fn new(ports: Vec<PortInfo>, routes: &[RouteConfig]) -> Result<Routes, String> {
@@ -93,7 +80,7 @@ impl Routes {
             let addrs = r.ports[i].addresses.clone();
             for (a, len) in addrs {
                 let g = r.intern(NextHopGroup::new(&[(NextHop::Direct { port: i as u16 }, 1)]));
-                let k = (masked(a, len), len);
+                let k = (mask(a, len), len);
                 if let Some(old) = r.connected.insert(k, g) {
                     r.unref(old);
                 }
@@ -327,7 +314,7 @@ impl Routes {
             IpAddr::V6(a) => self.fib6.live().lookup(u128::from(a))?,
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        (0..=max).rev().map(|l| (masked(addr, l), l)).find_map(|k| {
+        (0..=max).rev().map(|l| (mask(addr, l), l)).find_map(|k| {
             let g = match self.configured.get(&k) {
                 Some((_, g)) => *g,
                 None => *self.connected.get(&k)?,
