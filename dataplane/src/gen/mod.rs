@@ -42,9 +42,11 @@ use template::{Frames, Proto, Range, TemplateSpec, FCS};
 
 /// Buffers per port loop.
 const POOL_FRAMES: usize = 4096;
-/// Credit the token bucket may save up: one burst, so a late wake-up never turns into a
-/// line-rate spike.
+/// Credit the token bucket may save up: at least one burst, and 5 ms of the rate, so that a
+/// sender descheduled for a few ms (a loaded 2-core machine) catches up instead of falling
+/// short of the asked rate, while a longer stall never turns into a long line-rate spike.
 const BUCKET_BURST: usize = BURST;
+const BUCKET_CATCH_UP: f64 = 0.005;
 /// Frames a paced sender sends back to back after a sleep (see [`send`]).
 const PACE_BATCH: usize = 16;
 /// How long the receiver keeps listening after the last frame was sent.
@@ -580,7 +582,8 @@ fn send(
     let start = clock.now_ns();
     let deadline = duration.map(|d| start + d.as_nanos() as u64);
     let limit = count.unwrap_or(u64::MAX);
-    let mut bucket = pps.map(|p| TokenBucket::new(p, BUCKET_BURST));
+    let mut bucket =
+        pps.map(|p| TokenBucket::new(p, ((p * BUCKET_CATCH_UP) as usize).max(BUCKET_BURST)));
     let mut scratch = Vec::with_capacity(16 * 1024);
     let mut batch: Vec<PacketBuf> = Vec::with_capacity(BURST);
     let (mut seq, mut bytes, mut turns) = (0u64, 0u64, 0u32);
