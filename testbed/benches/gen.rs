@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferroplane_dataplane::demo::{router_config_on, RouterProcess};
 use ferroplane_dataplane::netns::ns_run;
-use ferroplane_testbed::rig::{gen, rig, Rig};
+use ferroplane_testbed::rig::{gen, rig_with, Rig};
 use ferroplane_testbed::{min_median_max, require_tool, workspace_bin};
 
 /// Runs per mode (GEN_BENCH_RUNS overrides, for a quick look).
@@ -183,7 +183,7 @@ fn main() {
         return;
     }
     require_tool("trafgen", "apt-get install netsniff-ng");
-    let mut r = rig("gbench");
+    let mut r = rig_with("gbench", "[0]");
     let mut results: Vec<(&str, Vec<f64>)> = vec![
         ("gen -> ferroplane", vec![]),
         ("gen -> kernel ip_forward", vec![]),

@@ -210,7 +210,17 @@ pub mod rig {
         }
     }
 
+    /// The rig with gen's TX loop on core 0 and its RX loop on core 1: the rate and loss tests
+    /// (the two loops on one core starve each other in debug builds on a loaded machine).
     pub fn rig(tag: &str) -> Rig {
+        rig_with(tag, "[0, 1]")
+    }
+
+    /// The rig with gen's loops on `workers` (TOML list). Benchmarks use `[0]`: both loops on
+    /// core 0 and core 1 left to the device under test. Sharing core 1 with gen's RX loop made
+    /// ferroplane's worker wait behind it and drop at its ring (measured: every loss was
+    /// before the router's rx counter).
+    pub fn rig_with(tag: &str, workers: &str) -> Rig {
         // SAFETY: geteuid has no preconditions.
         assert_eq!(
             unsafe { libc::geteuid() },
@@ -255,12 +265,10 @@ pub mod rig {
         );
         std::fs::write(
             rig.dir.join("rig.toml"),
-            // Both gen loops on core 0: core 1 is the device under test's. Sharing it with
-            // gen's RX loop made ferroplane's worker wait behind it and drop at its ring
-            // (measured: every loss was before the router's rx counter).
-            r#"
+            format!(
+                r#"
     [dataplane]
-    workers = [0]
+    workers = {workers}
 
     [[port]]
     name = "a"
@@ -273,7 +281,8 @@ pub mod rig {
     driver = "af_xdp"
     interface = "gb"
     addresses = ["10.2.0.2/24"]
-    "#,
+    "#
+            ),
         )
         .unwrap();
         rig
