@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferroplane_dataplane::demo::{router_config_on, RouterProcess};
 use ferroplane_dataplane::netns::ns_run;
-use ferroplane_testbed::rig::{gen, rig_with, Rig};
+use ferroplane_testbed::rig::{gen_routed, rig_with, Rig};
 use ferroplane_testbed::{min_median_max, require_tool, workspace_bin};
 
 /// Runs per mode (GEN_BENCH_RUNS overrides, for a quick look).
@@ -63,13 +63,9 @@ fn set_dut(r: &mut Rig, dut: Dut) {
 fn gen_run(r: &Rig) -> f64 {
     let json = r.dir.join("run.json");
     let secs = format!("{RUN_SECS}s");
-    let o = gen(
+    let o = gen_routed(
         r,
         &[
-            "--tx",
-            "a",
-            "--rx",
-            "b",
             "--rate",
             "max",
             "--duration",
@@ -78,13 +74,6 @@ fn gen_run(r: &Rig) -> f64 {
             "64",
             "--flows",
             "64",
-            "--src",
-            "10.1.0.2",
-            "--dst",
-            "10.2.0.2",
-            "--gateway",
-            "10.1.0.1",
-            "--quiet",
             "--json",
             json.to_str().unwrap(),
         ],
@@ -98,13 +87,9 @@ fn gen_run(r: &Rig) -> f64 {
 /// RFC 2544 zero-loss throughput for 64-byte frames, Mpps.
 fn search_run(r: &Rig) -> f64 {
     let json = r.dir.join("search.json");
-    let o = gen(
+    let o = gen_routed(
         r,
         &[
-            "--tx",
-            "a",
-            "--rx",
-            "b",
             "--rate",
             "1Mpps",
             "--search",
@@ -116,13 +101,6 @@ fn search_run(r: &Rig) -> f64 {
             "64",
             "--flows",
             "64",
-            "--src",
-            "10.1.0.2",
-            "--dst",
-            "10.2.0.2",
-            "--gateway",
-            "10.1.0.1",
-            "--quiet",
             "--json",
             json.to_str().unwrap(),
         ],

@@ -288,6 +288,27 @@ pub mod rig {
         rig
     }
 
+    /// Addressing through the router: from port `a` to port `b`, the router resolved by ARP.
+    pub const THROUGH_ROUTER: [&str; 11] = [
+        "--tx",
+        "a",
+        "--rx",
+        "b",
+        "--src",
+        "10.1.0.2",
+        "--dst",
+        "10.2.0.2",
+        "--gateway",
+        "10.1.0.1",
+        "--quiet",
+    ];
+
+    /// `gen` with [`THROUGH_ROUTER`] and `args`.
+    pub fn gen_routed(rig: &Rig, args: &[&str]) -> std::process::Output {
+        let all: Vec<&str> = THROUGH_ROUTER.iter().chain(args).copied().collect();
+        gen(rig, &all)
+    }
+
     pub fn gen(rig: &Rig, args: &[&str]) -> std::process::Output {
         Command::new("ip")
             .args(["netns", "exec", &rig.gen_ns])

@@ -3,7 +3,7 @@
 //! root; one test at a time.
 
 use ferroplane_testbed::live::SERIAL;
-use ferroplane_testbed::rig::{gen, rig};
+use ferroplane_testbed::rig::{gen, gen_routed, rig};
 
 #[test]
 fn fifty_kpps_for_two_seconds_through_ferroplane_loses_nothing_and_hits_the_rate() {
@@ -11,13 +11,9 @@ fn fifty_kpps_for_two_seconds_through_ferroplane_loses_nothing_and_hits_the_rate
     let r = rig("gn");
     let json = r.dir.join("report.json");
     let plot = r.dir.join("report.png");
-    let o = gen(
+    let o = gen_routed(
         &r,
         &[
-            "--tx",
-            "a",
-            "--rx",
-            "b",
             "--rate",
             "50kpps",
             "--duration",
@@ -26,13 +22,6 @@ fn fifty_kpps_for_two_seconds_through_ferroplane_loses_nothing_and_hits_the_rate
             "64",
             "--flows",
             "16",
-            "--src",
-            "10.1.0.2",
-            "--dst",
-            "10.2.0.2",
-            "--gateway",
-            "10.1.0.1",
-            "--quiet",
             "--json",
             json.to_str().unwrap(),
             "--plot",
@@ -109,13 +98,9 @@ fn rfc2544_search_finds_a_zero_loss_rate_through_ferroplane() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let r = rig("gs");
     let json = r.dir.join("search.json");
-    let o = gen(
+    let o = gen_routed(
         &r,
         &[
-            "--tx",
-            "a",
-            "--rx",
-            "b",
             "--rate",
             "200kpps",
             "--search",
@@ -125,13 +110,6 @@ fn rfc2544_search_finds_a_zero_loss_rate_through_ferroplane() {
             "0.1",
             "--size",
             "64,512",
-            "--src",
-            "10.1.0.2",
-            "--dst",
-            "10.2.0.2",
-            "--gateway",
-            "10.1.0.1",
-            "--quiet",
             "--json",
             json.to_str().unwrap(),
         ],

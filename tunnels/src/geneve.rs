@@ -192,20 +192,6 @@ pub fn emit(out: &mut [u8], vni: u32, protocol: u16, options: &[Opt<'_>]) -> Opt
 mod tests {
     use super::*;
 
-    fn scapy_hex(py: &str) -> Vec<u8> {
-        let out = std::process::Command::new("python3")
-            .args(["-c", py])
-            .output()
-            .expect("python3 is required by this test");
-        assert!(
-            out.status.success(),
-            "python3 with scapy is required by this test (pip install scapy): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let hex = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
-    }
-
     #[test]
     fn options_round_trip_and_critical_bit() {
         let data = [1u8, 2, 3, 4, 5, 6, 7, 8];
@@ -244,7 +230,7 @@ mod tests {
     /// Cross-check with scapy's Geneve layer (with a TLV option), both directions.
     #[test]
     fn matches_scapy() {
-        let b = scapy_hex(
+        let b = crate::scapy_hex(
             "from scapy.all import raw, Ether\nfrom scapy.contrib.geneve import GENEVE, GeneveOptions\n\
              g = GENEVE(vni=0x123456, proto=0x6558, options=[GeneveOptions(classid=0x0102, type=0x85, data=b'\\x0a\\x0b\\x0c\\x0d')])\n\
              print(raw(g/Ether(dst='02:00:00:00:00:01', src='02:00:00:00:00:02', type=0x0800)).hex())",

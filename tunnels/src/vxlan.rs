@@ -107,20 +107,8 @@ mod tests {
     #[test]
     fn matches_scapy() {
         let py = "from scapy.all import raw, Ether\nfrom scapy.layers.vxlan import VXLAN\nprint(raw(VXLAN(flags=0x08, vni=0xabcdef)/Ether(dst='02:00:00:00:00:01', src='02:00:00:00:00:02', type=0x0800)).hex())";
-        let out = std::process::Command::new("python3")
-            .args(["-c", py])
-            .output()
-            .expect("python3 is required by this test");
-        assert!(
-            out.status.success(),
-            "python3 with scapy is required by this test (pip install scapy): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let hex = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
+        let bytes = crate::scapy_hex(py);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut ours = vec![0u8; HEADER_LEN];
         assert!(emit(&mut ours, 0xab_cdef));
         assert_eq!(bytes[..HEADER_LEN], ours[..], "scapy: {hex}");
