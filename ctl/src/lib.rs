@@ -95,6 +95,18 @@ pub enum Request {
         #[serde(default)]
         source: Option<String>,
     },
+    /// Adds a tunnel: `toml` is one `[[tunnel]]` section of the config file (with its
+    /// `[[tunnel.fdb]]` entries), checked like the file.
+    TunnelAdd { toml: String },
+    /// Removes a tunnel (refused while routes or neighbours still use it).
+    TunnelDel { name: String },
+    /// Every tunnel with its interface state.
+    TunnelShow,
+    /// The forwarding database of multipoint tunnels, static and learned entries.
+    FdbShow {
+        #[serde(default)]
+        tunnel: Option<String>,
+    },
 }
 
 fn both() -> String {
@@ -161,6 +173,12 @@ pub enum Reply {
     Config {
         toml: String,
     },
+    Tunnels {
+        tunnels: Vec<TunnelEntry>,
+    },
+    Fdb {
+        entries: Vec<FdbEntry>,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -214,6 +232,37 @@ pub struct NeighEntry {
     pub address: String,
     pub mac: String,
     /// "static" or "reachable" (learned).
+    pub state: String,
+}
+
+/// One tunnel of `tunnel show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelEntry {
+    pub name: String,
+    /// vxlan, geneve or ipip.
+    pub kind: String,
+    pub local: String,
+    /// None: multipoint (the FDB picks the remote per inner MAC).
+    pub remote: Option<String>,
+    pub vni: Option<u32>,
+    pub dst_port: Option<u16>,
+    pub ttl: u8,
+    pub mtu: u16,
+    /// The overlay interface's MAC (vxlan, geneve).
+    pub mac: Option<String>,
+    pub addresses: Vec<String>,
+    /// Geneve options sent, as `class:type:hexdata`.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// One entry of `fdb show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbEntry {
+    pub tunnel: String,
+    pub mac: String,
+    pub remote: String,
+    /// "static" or "learned".
     pub state: String,
 }
 

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use ferroplane_hugepages::Policy;
-use ferroplane_pipeline::l3::l3_stages;
 use ferroplane_pipeline::meta::PortId;
 use ferroplane_pipeline::pool::Pool;
 use ferroplane_pipeline::slowpath::{SlowPath, SlowPathConfig, SlowPathCounters};
 use ferroplane_pipeline::stage::{Pipeline, BURST};
 use ferroplane_pipeline::tables::{TableHandle, Tables};
+
+use ferroplane_tunnels::LearnQueue;
 
 use crate::port::memory::MemoryPort;
 use crate::worker::{Queues, Reply, Worker, WorkerCounters};
@@ -26,26 +27,30 @@ pub struct OfflineRouter {
     slow: SlowPath,
     handle: Arc<TableHandle>,
     queues: Arc<Queues>,
+    learn: Arc<LearnQueue>,
 }
 
 impl OfflineRouter {
     pub fn new(tables: Tables) -> Result<OfflineRouter, ferroplane_hugepages::Error> {
-        let names: Vec<String> = tables.ports.iter().map(|p| p.name.clone()).collect();
+        // Tunnel interfaces come after the ports and have no ring of their own.
+        let nports = tables.tunnels.first_iface() as usize;
+        let names: Vec<String> = tables.ports.iter().take(nports).map(|p| p.name.clone()).collect();
         let handle = Arc::new(TableHandle::new(tables));
         let slow = SlowPath::new(&handle.load(), SlowPathConfig::default());
         let pool = Pool::new(POOL_FRAMES, Policy::PreferHuge)?;
         let ports = names.iter().map(|n| MemoryPort::new(n, RING_FRAMES)).collect();
         let queues = Arc::new(Queues::new(1024));
+        let learn = Arc::new(LearnQueue::new(1024));
         let rx_ports = (0..names.len() as PortId).collect();
         let worker = Worker::new(
             pool,
             ports,
             rx_ports,
-            Pipeline::new(l3_stages()),
+            Pipeline::new(crate::assemble::stages(Some(learn.clone()))),
             handle.clone(),
             queues.clone(),
         );
-        Ok(OfflineRouter { worker, slow, handle, queues })
+        Ok(OfflineRouter { worker, slow, handle, queues, learn })
     }
 
     pub fn tables(&self) -> Arc<TableHandle> {
@@ -83,6 +88,20 @@ impl OfflineRouter {
             let next = self.handle.load().with_neighbours(n);
             self.handle.publish(next);
         }
+        self.apply_learned();
+    }
+
+    /// Publishes the MACs multipoint tunnels learned (the live control thread does the same).
+    fn apply_learned(&mut self) {
+        if self.learn.queue.is_empty() {
+            return;
+        }
+        let mut next = Tables::clone(&self.handle.load());
+        let fdb = Arc::make_mut(&mut next.fdb);
+        while let Some(e) = self.learn.queue.pop() {
+            fdb.insert((e.iface, e.mac), e.remote);
+        }
+        self.handle.publish(next);
     }
 
     /// Runs the slow path's timers due up to `now`, each at its own time.
@@ -109,6 +128,7 @@ impl OfflineRouter {
         while self.worker.ports().iter().any(|p| p.rx_pending() > 0) {
             self.worker.poll(now);
             self.service_punts();
+            self.apply_learned();
         }
         accepted
     }

@@ -16,12 +16,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ferroplane_hugepages::Policy;
-use ferroplane_pipeline::l3::l3_stages;
 use ferroplane_pipeline::meta::PortId;
 use ferroplane_pipeline::pool::Pool;
 use ferroplane_pipeline::slowpath::{Output, SlowPath, SlowPathConfig, SlowPathCounters};
 use ferroplane_pipeline::stage::Pipeline;
 use ferroplane_pipeline::tables::TableHandle;
+
+use ferroplane_tunnels::LearnQueue;
 
 use crate::capture::Capture;
 use crate::config::Poll;
@@ -41,6 +42,8 @@ pub struct Command {
     pub reply: SyncSender<ferroplane_ctl::Reply>,
 }
 
+/// MACs learned on multipoint tunnels waiting for the control thread.
+const LEARN_QUEUE: usize = 1024;
 /// Buffers per worker pool.
 pub const POOL_FRAMES: usize = 8192;
 /// Frames a capture holds between the workers and its writer thread.
@@ -150,6 +153,7 @@ pub fn start(
     let mut counters = Vec::new();
     // Port -> worker for frames the slow path builds.
     let mut port_owner: Vec<u8> = Vec::new();
+    let learn = Arc::new(LearnQueue::new(LEARN_QUEUE));
     for (w, wp) in workers.into_iter().enumerate() {
         let pool =
             Pool::new(POOL_FRAMES, Policy::PreferHuge).map_err(|e| format!("worker {w}: {e}"))?;
@@ -161,7 +165,7 @@ pub fn start(
             pool,
             wp.ports,
             wp.rx_ports,
-            Pipeline::new(l3_stages()),
+            Pipeline::new(crate::assemble::stages(Some(learn.clone()))),
             tables.clone(),
             queues.clone(),
         )
@@ -186,7 +190,7 @@ pub fn start(
         let h = std::thread::Builder::new()
             .name("fp-control".into())
             .spawn(move || {
-                let c = Control { plane: control, commands: command_rx };
+                let c = Control { plane: control, commands: command_rx, learn };
                 control_loop(slow, c, tables, all_queues, port_owner, control_core, stop, clock)
             })
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
@@ -262,6 +266,8 @@ fn worker_loop<P: Port>(
 struct Control {
     plane: ControlPlane,
     commands: Receiver<Command>,
+    /// MACs the workers' decap stages learned on multipoint tunnels.
+    learn: Arc<LearnQueue>,
 }
 
 impl Control {
@@ -339,7 +345,11 @@ fn control_loop(
             slow.handle_timeout(now, &tables.load());
         }
         work |= control.serve(woken_by.take(), &mut slow, &tables);
-        // Neighbours the slow path learned or forgot.
+        while let Some(e) = control.learn.queue.pop() {
+            control.plane.fdb_learn(e);
+            work = true;
+        }
+        // Neighbours the slow path learned or forgot, MACs the tunnels learned.
         if let Err(e) = control.plane.commit(&mut slow, &tables) {
             tracing::error!("publishing a neighbour update failed: {e}");
         }

@@ -303,7 +303,7 @@ impl<P: Port> Worker<P> {
             match r.output {
                 Output::Transmit { port, mut buf } => {
                     buf.meta.timestamp_ns = r.stamp_ns;
-                    self.enqueue_tx(port, buf);
+                    self.output(port, buf);
                 }
                 Output::Emit { port, frame } => {
                     let Some(mut b) = self.pool.alloc() else {
@@ -316,9 +316,40 @@ impl<P: Port> Worker<P> {
                         continue;
                     }
                     b.meta.timestamp_ns = r.stamp_ns;
-                    self.enqueue_tx(port, b);
+                    self.output(port, b);
                 }
                 Output::Free(b) => self.pool.free(b),
+            }
+        }
+    }
+
+    /// Sends what the slow path hands back out of `port`: straight to a port's ring, or through
+    /// the tunnel output (encap, underlay route and neighbour) when `port` is a tunnel's
+    /// interface (ARP/ND on the overlay, echo replies and released packets routed into one).
+    fn output(&mut self, port: PortId, mut b: PacketBuf) {
+        if (port as usize) < self.tx.len() {
+            return self.enqueue_tx(port, b);
+        }
+        let verdict = {
+            let tables = self.tables.load();
+            ferroplane_tunnels::encap::output(&tables, &mut b, port)
+        };
+        match verdict {
+            Verdict::Forward(p) if (p as usize) < self.tx.len() => self.enqueue_tx(p, b),
+            Verdict::Punt(reason) => {
+                self.counters.punts.inc(reason);
+                if let Err(p) = self.queues.punt.push(Punt { reason, buf: b }) {
+                    self.counters.drops.inc(DropReason::PuntQueueFull);
+                    self.pool.free(p.buf);
+                }
+            }
+            Verdict::Drop(r) => {
+                self.counters.drops.inc(r);
+                self.pool.free(b);
+            }
+            Verdict::Forward(_) | Verdict::Continue => {
+                self.counters.drops.inc(DropReason::NoTxPort);
+                self.pool.free(b);
             }
         }
     }

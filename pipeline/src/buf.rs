@@ -121,6 +121,16 @@ impl PacketBuf {
         (&mut self.frame[self.head as usize..self.tail as usize], &mut self.meta)
     }
 
+    /// Bytes at frame offset `at..at + len` in front of the packet's head: headers an earlier
+    /// stage stripped but left in place (Geneve options, see [`crate::meta::TunnelMeta`]).
+    /// `None` unless the whole range is before the head.
+    pub fn before_head(&self, at: usize, len: usize) -> Option<&[u8]> {
+        if at + len > self.head as usize {
+            return None;
+        }
+        self.frame.get(at..at + len)
+    }
+
     /// Copies `bytes` in as the whole packet, at the standard headroom. Refuses (and leaves the
     /// buffer empty) when they do not fit.
     pub fn fill_from(&mut self, bytes: &[u8]) -> Result<(), BufError> {

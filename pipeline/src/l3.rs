@@ -248,6 +248,12 @@ impl RewriteStage {
             return Verdict::Drop(DropReason::NextHopDrop);
         };
         data[6..12].copy_from_slice(&out.mac);
+        if meta.out_port >= cx.tables.tunnels.first_iface()
+            && cx.tables.tunnels.by_iface(meta.out_port).is_some_and(|t| !t.kind.l2())
+        {
+            // IP-in-IP has no link layer: the encap stage strips this header.
+            return Verdict::Forward(meta.out_port);
+        }
         match cache.get(cx, meta.out_port, &meta.next_hop) {
             Some(mac) => {
                 data[0..6].copy_from_slice(&mac);

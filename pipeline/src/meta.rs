@@ -56,4 +56,21 @@ pub struct Meta {
     pub verdict: Verdict,
     /// Set for packets selected by `trace`: stages record their verdicts for them.
     pub traced: bool,
+    /// What decapsulation found, for packets that came out of a tunnel (`in_port` is then the
+    /// tunnel's interface).
+    pub tunnel: TunnelMeta,
+}
+
+/// Tunnel metadata of a decapsulated packet. The Geneve options stay in the buffer's headroom
+/// where they arrived (decap only moves the packet's head past them), so a later stage (the ACL)
+/// can match on them with [`crate::buf::PacketBuf::before_head`] without a copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelMeta {
+    /// Decapsulations so far (0: not from a tunnel). Bounded by the loop guard.
+    pub depth: u8,
+    /// VNI of the outermost-but-one header removed last (VXLAN, Geneve; 0 for IP-in-IP).
+    pub vni: u32,
+    /// Frame offset of the received Geneve options, and their length (0: none).
+    pub options_at: u16,
+    pub options_len: u16,
 }

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use crate::fib::{Fib4, Fib6, FibError, NextHopId};
 use crate::flow::{addr_from_ip, as_v4};
 use crate::meta::{Addr, PortId};
+use crate::tunnel::{Fdb, Tunnel, TunnelError, TunnelTable};
 
 /// A 48-bit Ethernet address.
 pub type MacAddr = [u8; 6];
@@ -174,6 +175,11 @@ pub struct Tables {
     /// Indexed by [`NextHopId`].
     pub groups: Arc<Vec<NextHopGroup>>,
     pub neighbours: Arc<NeighbourMap>,
+    /// Tunnels (their interfaces are the entries of `ports` after the physical ports).
+    pub tunnels: Arc<TunnelTable>,
+    /// Where multipoint VXLAN/Geneve tunnels send each inner MAC (own `Arc`: learning a MAC
+    /// copies only this).
+    pub fdb: Arc<Fdb>,
     /// Seed of the flow hash (ECMP).
     pub hash_seed: u64,
     /// Bumped on every publish, so a reader can tell snapshots apart.
@@ -231,6 +237,18 @@ impl Tables {
         self.neighbours.get(&(port, *addr)).copied()
     }
 
+    /// Where a multipoint tunnel sends a frame for `mac`: its FDB entry, else the flood entry
+    /// (broadcast, multicast and unknown unicast go there).
+    #[inline]
+    pub fn fdb_remote(&self, iface: PortId, mac: &MacAddr) -> Option<Addr> {
+        if mac[0] & 1 == 0 {
+            if let Some(r) = self.fdb.get(&(iface, *mac)) {
+                return Some(*r);
+            }
+        }
+        self.fdb.get(&(iface, crate::tunnel::FLOOD_MAC)).copied()
+    }
+
     /// A copy with a different neighbour table (cheap: the FIBs are shared).
     pub fn with_neighbours(&self, neighbours: NeighbourMap) -> Tables {
         Tables { neighbours: Arc::new(neighbours), generation: self.generation + 1, ..self.clone() }
@@ -282,6 +300,7 @@ pub enum BuildError {
     FamilyMismatch,
     NoNextHops,
     Fib(FibError),
+    Tunnel(TunnelError),
 }
 
 impl std::fmt::Display for BuildError {
@@ -296,6 +315,7 @@ impl std::fmt::Display for BuildError {
             }
             BuildError::NoNextHops => write!(f, "a route needs at least one next hop"),
             BuildError::Fib(e) => write!(f, "{e}"),
+            BuildError::Tunnel(e) => write!(f, "{e}"),
         }
     }
 }
@@ -308,6 +328,27 @@ impl From<FibError> for BuildError {
     }
 }
 
+/// Our addresses on `ports` (IPv4 host order; IPv6 with each port's link-local address),
+/// sorted, for [`Tables::local4`] and [`Tables::local6`]. Unnamed entries are free interface
+/// slots and have none.
+pub fn local_addresses(ports: &[PortInfo]) -> (Vec<u32>, Vec<u128>) {
+    let (mut local4, mut local6) = (Vec::new(), Vec::new());
+    for p in ports.iter().filter(|p| !p.name.is_empty()) {
+        local6.push(u128::from(p.link_local6()));
+        for &(a, _) in &p.addresses {
+            match a {
+                IpAddr::V4(v4) => local4.push(u32::from(v4)),
+                IpAddr::V6(v6) => local6.push(u128::from(v6)),
+            }
+        }
+    }
+    local4.sort_unstable();
+    local4.dedup();
+    local6.sort_unstable();
+    local6.dedup();
+    (local4, local6)
+}
+
 /// Builds a [`Tables`] from ports, routes and static neighbours.
 pub struct TablesBuilder {
     ports: Vec<PortInfo>,
@@ -315,6 +356,8 @@ pub struct TablesBuilder {
     routes6: Vec<(Ipv6Addr, u8, NextHopId)>,
     groups: Vec<NextHopGroup>,
     neighbours: NeighbourMap,
+    tunnels: Vec<Tunnel>,
+    fdb: Fdb,
     hash_seed: u64,
 }
 
@@ -326,8 +369,24 @@ impl TablesBuilder {
             routes6: Vec::new(),
             groups: Vec::new(),
             neighbours: NeighbourMap::default(),
+            tunnels: Vec::new(),
+            fdb: Fdb::default(),
             hash_seed,
         }
+    }
+
+    /// Adds a tunnel and its interface (`info`: name, MAC, MTU, overlay addresses). Tunnels go
+    /// after every port; the tunnel's `iface` is set here.
+    pub fn tunnel(&mut self, info: PortInfo, mut t: Tunnel) -> PortId {
+        let id = self.port(info);
+        t.iface = id;
+        self.tunnels.push(t);
+        id
+    }
+
+    /// A static FDB entry of a multipoint tunnel.
+    pub fn fdb(&mut self, iface: PortId, mac: MacAddr, remote: IpAddr) {
+        self.fdb.insert((iface, mac), addr_from_ip(remote));
     }
 
     /// Adds a port; its id is its position. Its addresses become local addresses and their
@@ -413,24 +472,19 @@ impl TablesBuilder {
     }
 
     pub fn build(mut self) -> Result<Tables, BuildError> {
-        let mut local4 = Vec::new();
-        let mut local6 = Vec::new();
         // Connected routes first: configured routes for the same prefix replace them.
         let mut connected4 = Vec::new();
         let mut connected6 = Vec::new();
         for (i, p) in self.ports.clone().iter().enumerate() {
-            local6.push(u128::from(p.link_local6()));
             for &(a, len) in &p.addresses {
                 let g =
                     self.group(NextHopGroup::new(&[(NextHop::Direct { port: i as PortId }, 1)]));
                 match a {
                     IpAddr::V4(v4) => {
-                        local4.push(u32::from(v4));
                         let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
                         connected4.push((Ipv4Addr::from(u32::from(v4) & m), len, g));
                     }
                     IpAddr::V6(v6) => {
-                        local6.push(u128::from(v6));
                         let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
                         connected6.push((Ipv6Addr::from(u128::from(v6) & m), len, g));
                     }
@@ -441,10 +495,12 @@ impl TablesBuilder {
         // prefix wins; both structures are built once from the whole set.
         let fib4 = Fib4::from_routes(connected4.into_iter().chain(self.routes4))?;
         let fib6 = Fib6::from_routes(connected6.into_iter().chain(self.routes6))?;
-        local4.sort_unstable();
-        local4.dedup();
-        local6.sort_unstable();
-        local6.dedup();
+        let (local4, local6) = local_addresses(&self.ports);
+        let nports = self.ports.len() - self.tunnels.len();
+        let mut tunnels = TunnelTable::new(nports);
+        for t in self.tunnels {
+            tunnels.insert(t).map_err(BuildError::Tunnel)?;
+        }
         Ok(Tables {
             ports: self.ports,
             local4,
@@ -453,6 +509,8 @@ impl TablesBuilder {
             fib6: Arc::new(fib6),
             groups: Arc::new(self.groups),
             neighbours: Arc::new(self.neighbours),
+            tunnels: Arc::new(tunnels),
+            fdb: Arc::new(self.fdb),
             hash_seed: self.hash_seed,
             generation: 0,
         })

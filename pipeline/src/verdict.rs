@@ -128,6 +128,34 @@ reasons! {
         SlowPathMalformed => "slow_path_malformed",
         /// Slow path: the queue back to the worker was full.
         ReplyQueueFull => "reply_queue_full",
+        /// Outer UDP or tunnel header cut short, or its length fields disagree with the packet.
+        TunnelTruncated => "tunnel_truncated",
+        /// A tunnel header we cannot process (VXLAN I flag clear, Geneve version not 0, an
+        /// inner protocol we do not carry).
+        TunnelBadHeader => "tunnel_bad_header",
+        /// To one of our addresses on a tunnel's port or protocol, but no tunnel has this
+        /// (local, VNI, remote).
+        TunnelUnknown => "tunnel_unknown",
+        /// A Geneve option's length runs past the options area.
+        GeneveBadOption => "geneve_bad_option",
+        /// A Geneve option with the critical bit that we do not understand (RFC 8926 3.5.1).
+        GeneveCriticalOption => "geneve_critical_option",
+        /// The decapsulated packet is itself malformed.
+        TunnelInnerMalformed => "tunnel_inner_malformed",
+        /// Encapsulated or decapsulated more times than the nesting limit, or routed back to
+        /// one of our own addresses: a tunnel loop.
+        TunnelLoop => "tunnel_loop",
+        /// RFC 6040: outer CE over a not-ECT inner packet must be dropped.
+        TunnelEcnDrop => "tunnel_ecn_drop",
+        /// A multipoint tunnel has no FDB entry for the inner destination and no flood entry.
+        FdbMiss => "fdb_miss",
+        /// No usable underlay route to the tunnel's remote endpoint.
+        TunnelNoRoute => "tunnel_no_route",
+        /// The encapsulated packet is bigger than the underlay port's MTU (a tunnel `mtu` set
+        /// above what the underlay carries).
+        TunnelMtuExceeded => "tunnel_mtu_exceeded",
+        /// Not enough headroom left for another outer header (deep nesting).
+        TunnelNoHeadroom => "tunnel_no_headroom",
         /// A packet left the stage list without a verdict (a stage list missing its last stage).
         NoVerdict => "no_verdict",
     }

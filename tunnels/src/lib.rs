@@ -1,13 +1,24 @@
 //! Tunnel encapsulation and decapsulation over the pipeline's packet model.
 //!
-//! So far the header views and encoders of the overlay protocols, checked against RFC vectors
-//! and scapy: [`vxlan`] (RFC 7348) and [`geneve`] (RFC 8926, TLV options with the critical
-//! bit). The encap/decap stages, tunnel tables and the IP-in-IP family come with the overlay
-//! issue; the packet model already reserves [`ferroplane_pipeline::buf::HEADROOM`] bytes in
-//! front of every frame so that outer headers are prepended in place.
+//! - [`vxlan`] (RFC 7348) and [`geneve`] (RFC 8926, TLV options with the critical bit): header
+//!   views and encoders, checked against RFC vectors and scapy.
+//! - [`decap`]: the stage after parse that strips the outer headers of packets for our tunnel
+//!   endpoints (VXLAN, Geneve, the IP-in-IP family of RFC 2003/4213/2473) and reports learned
+//!   MACs; [`encap`]: the last stage, which wraps packets routed into a tunnel and sends them on
+//!   the underlay.
+//! - [`ecn`]: DS field and ECN handling across a tunnel (RFC 6040).
+//!
+//! The tunnel table itself is [`ferroplane_pipeline::tunnel`], part of the tables snapshot;
+//! outer headers go into the [`ferroplane_pipeline::buf::HEADROOM`] every frame reserves.
 
+pub mod decap;
+pub mod ecn;
+pub mod encap;
 pub mod geneve;
 pub mod vxlan;
+
+pub use decap::{DecapStage, FdbLearn, LearnQueue};
+pub use encap::EncapStage;
 
 /// Runs a scapy snippet that prints hex bytes: the other side of the cross-checks. A missing
 /// python3 or scapy fails the test (install-deps.sh installs them); it never skips.

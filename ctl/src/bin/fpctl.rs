@@ -68,6 +68,38 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Tunnels: `tunnel add NAME kind vxlan local ADDR remote ADDR vni N address A/LEN`.
+    Tunnel {
+        #[command(subcommand)]
+        cmd: TunnelCmd,
+    },
+    /// The forwarding database of multipoint VXLAN/Geneve tunnels.
+    Fdb {
+        #[command(subcommand)]
+        cmd: FdbCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TunnelCmd {
+    /// Add a tunnel: `NAME kind KIND local ADDR [remote ADDR] [vni N] [dstport N] [ttl N]
+    /// [mtu N] [address A/LEN]... [mac MAC] [option CLASS:TYPE:HEX]... [fdb MAC:REMOTE]...
+    /// [udp_checksum on|off]` (the keys of a `[[tunnel]]` section).
+    Add {
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Delete a tunnel (routes and neighbours using it must go first).
+    Del { name: String },
+    /// List tunnels.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum FdbCmd {
+    /// List static and learned entries, optionally of one tunnel.
+    Show { tunnel: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -457,6 +489,37 @@ fn show(cli: &Cli, reply: Reply) -> ExitCode {
             if c.running { "running" } else { "finished" }
         ),
         Reply::Config { toml } => print!("{toml}"),
+        Reply::Tunnels { tunnels } => {
+            println!(
+                "{:<10} {:<6} {:<22} {:<22} {:>8} {:>5} {:>5}  {:<18} addresses",
+                "name", "kind", "local", "remote", "vni", "port", "mtu", "mac"
+            );
+            for t in tunnels {
+                println!(
+                    "{:<10} {:<6} {:<22} {:<22} {:>8} {:>5} {:>5}  {:<18} {}{}",
+                    t.name,
+                    t.kind,
+                    t.local,
+                    t.remote.as_deref().unwrap_or("(multipoint)"),
+                    t.vni.map_or("-".into(), |v| v.to_string()),
+                    t.dst_port.map_or("-".into(), |v| v.to_string()),
+                    t.mtu,
+                    t.mac.as_deref().unwrap_or("-"),
+                    t.addresses.join(" "),
+                    if t.options.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  options {}", t.options.join(" "))
+                    }
+                );
+            }
+        }
+        Reply::Fdb { entries } => {
+            println!("{:<10} {:<18} {:<28} state", "tunnel", "mac", "remote");
+            for e in entries {
+                println!("{:<10} {:<18} {:<28} {}", e.tunnel, e.mac, e.remote, e.state);
+            }
+        }
         Reply::Error { code, message } => {
             eprintln!(
                 "fpctl: {message} ({})",
@@ -466,6 +529,86 @@ fn show(cli: &Cli, reply: Reply) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `tunnel add` words to the `[[tunnel]]` section the daemon checks like its config file.
+fn tunnel_toml(name: &str, args: &[String]) -> Result<String, Usage> {
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut lines = vec![format!("[[tunnel]]\nname = {}", q(name))];
+    let (mut addresses, mut options, mut fdb) = (Vec::new(), Vec::new(), Vec::new());
+    let mut it = args.iter();
+    while let Some(k) = it.next() {
+        let v = it.next().ok_or_else(|| Usage(format!("`{k}` needs a value")))?;
+        let number = |what: &str| {
+            v.parse::<u32>().map_err(|_| Usage(format!("{what} `{v}` is not a number")))
+        };
+        match k.as_str() {
+            "kind" | "type" => lines.push(format!("kind = {}", q(v))),
+            "local" => lines.push(format!("local = {}", q(v))),
+            "remote" => lines.push(format!("remote = {}", q(v))),
+            "vni" | "id" => lines.push(format!("vni = {}", number("vni")?)),
+            "dstport" | "dst_port" => lines.push(format!("dst_port = {}", number("dstport")?)),
+            "ttl" => lines.push(format!("ttl = {}", number("ttl")?)),
+            "mtu" => lines.push(format!("mtu = {}", number("mtu")?)),
+            "mac" => lines.push(format!("mac = {}", q(v))),
+            "address" | "addr" => addresses.push(q(v)),
+            "udp_checksum" | "udpcsum" => {
+                let on = match v.as_str() {
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    _ => return Err(Usage(format!("udp_checksum is on or off, not `{v}`"))),
+                };
+                lines.push(format!("udp_checksum = {on}"));
+            }
+            "option" => {
+                let parts: Vec<&str> = v.split(':').collect();
+                let [class, kind, data @ ..] = parts.as_slice() else {
+                    return Err(Usage(format!("option `{v}`: expected CLASS:TYPE[:HEXDATA]")));
+                };
+                let num = |s: &str| {
+                    let (t, radix) = match s.strip_prefix("0x") {
+                        Some(h) => (h, 16),
+                        None => (s, 10),
+                    };
+                    u32::from_str_radix(t, radix)
+                        .map_err(|_| Usage(format!("option `{v}`: `{s}` is not a number")))
+                };
+                let data = data.first().copied().unwrap_or("");
+                options.push(format!(
+                    "{{ class = {}, type = {}, data = {} }}",
+                    num(class)?,
+                    num(kind)?,
+                    q(data)
+                ));
+            }
+            "fdb" => {
+                // MAC:REMOTE, where the MAC itself has colons: the remote follows the sixth.
+                let parts: Vec<&str> = v.splitn(7, ':').collect();
+                if parts.len() != 7 {
+                    return Err(Usage(format!("fdb `{v}`: expected MAC:REMOTE")));
+                }
+                fdb.push(format!(
+                    "\n[[tunnel.fdb]]\nmac = {}\nremote = {}",
+                    q(&parts[..6].join(":")),
+                    q(parts[6])
+                ));
+            }
+            other => return Err(Usage(format!("unknown key `{other}`"))),
+        }
+    }
+    if !addresses.is_empty() {
+        lines.push(format!("addresses = [{}]", addresses.join(", ")));
+    }
+    if !options.is_empty() {
+        lines.push(format!("options = [{}]", options.join(", ")));
+    }
+    let mut toml = lines.join("\n");
+    toml.push('\n');
+    for f in fdb {
+        toml.push_str(&f);
+        toml.push('\n');
+    }
+    Ok(toml)
 }
 
 /// The daemon may run in another directory: relative paths are made absolute here.
@@ -541,6 +684,18 @@ fn main() -> ExitCode {
                 }
             },
         },
+        Cmd::Tunnel { cmd } => match cmd {
+            TunnelCmd::Add { name, args } => match tunnel_toml(name, args) {
+                Ok(toml) => Request::TunnelAdd { toml },
+                Err(Usage(e)) => {
+                    eprintln!("fpctl: tunnel add: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            TunnelCmd::Del { name } => Request::TunnelDel { name: name.clone() },
+            TunnelCmd::Show => Request::TunnelShow,
+        },
+        Cmd::Fdb { cmd: FdbCmd::Show { tunnel } } => Request::FdbShow { tunnel: tunnel.clone() },
     };
     match call(&cli.socket, req) {
         Ok(r) => show(&cli, r),
@@ -576,6 +731,26 @@ mod tests {
         assert!(route_spec("10.0.0.0/8", &words("via 1.2.3.4 weight 0")).is_err());
         assert!(route_spec("10.0.0.0/8", &words("gateway 1.2.3.4")).is_err());
         assert!(route_spec("10.0.0.0/8", &[]).is_err());
+    }
+
+    #[test]
+    fn tunnel_grammar_makes_a_section() {
+        let t = tunnel_toml(
+            "vx1",
+            &words("kind vxlan local 192.0.2.1 vni 100 address 10.9.0.1/24 fdb 00:00:00:00:00:00:192.0.2.9 option 0x102:0x80:0a0b0c0d"),
+        )
+        .ok()
+        .unwrap();
+        let v: toml::Table = toml::from_str(&t).unwrap();
+        let tun = &v["tunnel"].as_array().unwrap()[0];
+        assert_eq!(tun["name"].as_str(), Some("vx1"));
+        assert_eq!(tun["vni"].as_integer(), Some(100));
+        assert_eq!(tun["fdb"][0]["remote"].as_str(), Some("192.0.2.9"));
+        assert_eq!(tun["options"][0]["class"].as_integer(), Some(0x102));
+        assert_eq!(tun["options"][0]["type"].as_integer(), Some(0x80));
+        assert!(tunnel_toml("x", &words("vni")).is_err());
+        assert!(tunnel_toml("x", &words("vni ten")).is_err());
+        assert!(tunnel_toml("x", &words("colour red")).is_err());
     }
 
     #[test]

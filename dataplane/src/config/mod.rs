@@ -5,12 +5,15 @@
 //! Syntax and type errors come from the TOML parser (it stops at the first); semantic checks run
 //! over the whole file and report everything they find at once.
 
+pub mod tunnel;
+
 use crate::port::af_xdp::{AttachMode, BindMode};
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+pub use tunnel::{FdbConfig, GeneveOption, TunnelConfig};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -27,6 +30,7 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     pub routes: Vec<RouteConfig>,
     pub neighbors: Vec<NeighborConfig>,
+    pub tunnels: Vec<TunnelConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +289,9 @@ impl Config {
                 let _ = writeln!(o, "xdp_attach = \"{}\"", p.xdp_attach.as_str());
             }
         }
+        for t in &self.tunnels {
+            t.to_toml(&mut o);
+        }
         for r in &self.routes {
             let _ = writeln!(o, "\n[[route]]\nprefix = \"{}\"", r.prefix);
             if r.blackhole {
@@ -367,7 +374,8 @@ struct Raw {
     route: Vec<S<RawRoute>>,
     #[serde(default)]
     neighbor: Vec<S<RawNeighbor>>,
-    tunnel: Option<S<toml::Value>>,
+    #[serde(default)]
+    tunnel: Vec<S<tunnel::RawTunnel>>,
     wireguard: Option<S<toml::Value>>,
     service: Option<S<toml::Value>>,
     acl: Option<S<toml::Value>>,
@@ -515,7 +523,9 @@ pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
 
 /// The table header above `offset`, for errors from the TOML parser itself.
 fn key_at(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
+    // Up to the end of the error's line: an error at a table header names that table.
+    let end = text[offset.min(text.len())..].find('\n').map_or(text.len(), |i| offset + i);
+    let before = &text[..end];
     before
         .lines()
         .rev()
@@ -526,12 +536,7 @@ fn key_at(text: &str, offset: usize) -> String {
 }
 
 fn check(r: &mut Report<'_>, raw: Raw) -> Config {
-    for (name, v) in [
-        ("tunnel", &raw.tunnel),
-        ("wireguard", &raw.wireguard),
-        ("service", &raw.service),
-        ("acl", &raw.acl),
-    ] {
+    for (name, v) in [("wireguard", &raw.wireguard), ("service", &raw.service), ("acl", &raw.acl)] {
         if let Some(v) = v {
             r.err(
                 v.span(),
@@ -683,6 +688,14 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
             xdp_attach,
         });
     }
+    let tunnels = tunnel::check_tunnels(r, raw.tunnel, &ports, &mut names, &mut seen_addrs);
+    // Routes and neighbours may name a port or a tunnel: (name, addresses, has a link layer).
+    let ifaces: Vec<(&str, &[IfAddr], bool)> = ports
+        .iter()
+        .map(|p| (p.name.as_str(), p.addresses.as_slice(), true))
+        .chain(tunnels.iter().map(|t| (t.name.as_str(), t.addresses.as_slice(), t.kind.l2())))
+        .collect();
+    let on_link = |addrs: &[IfAddr], a: IpAddr| addrs.iter().any(|x| x.contains(a));
     let mut routes = Vec::new();
     let mut prefixes = HashSet::new();
     for (i, rt) in raw.route.into_iter().enumerate() {
@@ -733,10 +746,14 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
                 None => 1,
             };
             let dev_port = match &nh.dev {
-                Some(d) => match ports.iter().find(|p| p.name == *d.get_ref()) {
+                Some(d) => match ifaces.iter().find(|p| p.0 == *d.get_ref()) {
                     Some(p) => Some(p),
                     None => {
-                        r.err(d.span(), key("dev"), format!("no port named `{}`", d.get_ref()));
+                        r.err(
+                            d.span(),
+                            key("dev"),
+                            format!("no port or tunnel named `{}`", d.get_ref()),
+                        );
                         None
                     }
                 },
@@ -755,9 +772,9 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
                             }
                         }
                         let on_link = match (&nh.dev, dev_port) {
-                            (Some(_), Some(p)) => p.on_link(a),
+                            (Some(_), Some(p)) => on_link(p.1, a),
                             (Some(_), None) => true, // already reported
-                            (None, _) => ports.iter().any(|p| p.on_link(a)),
+                            (None, _) => ifaces.iter().any(|p| on_link(p.1, a)),
                         };
                         if !on_link {
                             let scope = nh.dev.as_ref().map_or("any port's".to_string(), |d| {
@@ -799,18 +816,28 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
     for (i, n) in raw.neighbor.into_iter().enumerate() {
         let n = n.into_inner();
         let key = |k: &str| format!("neighbor[{i}].{k}");
-        let port = ports.iter().find(|p| p.name == *n.port.get_ref());
-        if port.is_none() {
-            r.err(n.port.span(), key("port"), format!("no port named `{}`", n.port.get_ref()));
+        let port = ifaces.iter().find(|p| p.0 == *n.port.get_ref());
+        match port {
+            None => r.err(
+                n.port.span(),
+                key("port"),
+                format!("no port or tunnel named `{}`", n.port.get_ref()),
+            ),
+            Some(p) if !p.2 => r.err(
+                n.port.span(),
+                key("port"),
+                format!("`{}` is an ipip tunnel: it has no link layer, so no neighbours", p.0),
+            ),
+            Some(_) => {}
         }
         let address = match n.address.get_ref().parse::<IpAddr>() {
             Ok(a) => {
                 if let Some(p) = port {
-                    if !p.on_link(a) {
+                    if !on_link(p.1, a) {
                         r.err(
                             n.address.span(),
                             key("address"),
-                            format!("{a} is not inside port `{}`'s subnets", p.name),
+                            format!("{a} is not inside `{}`'s subnets", p.0),
                         );
                     }
                 }
@@ -840,7 +867,7 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
             neighbors.push(NeighborConfig { address, mac, port: n.port.into_inner() });
         }
     }
-    Config { dataplane, ports, routes, neighbors }
+    Config { dataplane, ports, routes, neighbors, tunnels }
 }
 
 fn check_dataplane(r: &mut Report<'_>, d: Option<S<RawDataplane>>) -> DataplaneConfig {
@@ -1051,10 +1078,10 @@ port = "left"
                 "t.toml:13:7: port[1].mac: 01:00:5e:00:00:01 is a multicast address; a port needs a unicast MAC",
                 "t.toml:16:10: route[0].prefix: host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?",
                 "t.toml:17:21: route[0].nexthops[0].via: 192.0.2.1 is not inside any port's connected subnets",
-                "t.toml:17:44: route[0].nexthops[1].dev: no port named `nope`",
+                "t.toml:17:44: route[0].nexthops[1].dev: no port or tunnel named `nope`",
                 "t.toml:17:61: route[0].nexthops[1].weight: weight must be 1..=1000",
                 "t.toml:17:74: route[0].nexthops[2].via: 2001:db8::1 is not inside any port's connected subnets",
-                "t.toml:20:11: neighbor[0].address: 10.9.0.1 is not inside port `left`'s subnets",
+                "t.toml:20:11: neighbor[0].address: 10.9.0.1 is not inside `left`'s subnets",
                 "t.toml:21:7: neighbor[0].mac: `zz:00:00:00:00:01` is not a MAC address (`zz` is not hex)",
             ]
         );
@@ -1078,11 +1105,15 @@ port = "left"
             e[0].starts_with("t.toml:3:1: dataplane: unknown field `turbo`, expected one of"),
             "{e:?}"
         );
-        let e = errors("[dataplane]\nworkers = [1]\n[[tunnel]]\nname = \"vx\"\n");
+        let e = errors("[dataplane]\nworkers = [1]\n[[wireguard]]\nname = \"wg\"\n");
         assert_eq!(
             e,
-            vec!["t.toml:3:1: tunnel: [[tunnel]] is not supported by this version of ferroplane"]
+            vec![
+                "t.toml:3:1: wireguard: [[wireguard]] is not supported by this version of ferroplane"
+            ]
         );
+        let e = errors("[dataplane]\nworkers = [1]\n[[tunnel]]\nname = \"vx\"\n");
+        assert_eq!(e, vec!["t.toml:3:1: tunnel: missing field `kind`"]);
         let e = errors("");
         assert_eq!(
             e,

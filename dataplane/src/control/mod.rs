@@ -8,6 +8,7 @@
 //! [`commit`]: ControlPlane::commit
 
 pub mod routes;
+pub mod tunnels;
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -17,10 +18,12 @@ use ferroplane_ctl::{ErrorCode, NeighEntry, Reply, Request, RouteSpec};
 use ferroplane_pipeline::flow::addr_from_ip;
 use ferroplane_pipeline::meta::PortId;
 use ferroplane_pipeline::slowpath::SlowPath;
-use ferroplane_pipeline::tables::{PortInfo, TableHandle, Tables};
+use ferroplane_pipeline::tables::{local_addresses, PortInfo, TableHandle, Tables};
+use ferroplane_tunnels::FdbLearn;
 
 use crate::config::{self, Config, Mac, NeighborConfig, NextHopConfig, Prefix, RouteConfig};
 use routes::Routes;
+use tunnels::Tunnels;
 
 /// What staging a request gave: a reply to send once the batch is live, or a read to answer
 /// after the commit.
@@ -35,7 +38,14 @@ pub struct ControlPlane {
     /// Static neighbours as configured, in order.
     neighbors: Vec<NeighborConfig>,
     routes: Routes,
+    /// Every interface: the ports, then the tunnels' slots.
     ports: Vec<PortInfo>,
+    /// The ports alone (with their MACs resolved).
+    phys: Vec<PortInfo>,
+    tunnels: Tunnels,
+    /// The set of interfaces changed (a tunnel came or went): the next commit publishes the
+    /// interfaces, local addresses, tunnel table and rebuilt FIBs.
+    rebuilt: bool,
 }
 
 fn invalid(message: impl Into<String>) -> Reply {
@@ -82,8 +92,116 @@ impl ControlPlane {
     /// them (with their MACs resolved).
     pub fn new(cfg: &Config, ports: Vec<PortInfo>) -> Result<ControlPlane, String> {
         let routes = Routes::new(ports.clone(), &cfg.routes)?;
-        let base = Config { routes: Vec::new(), neighbors: Vec::new(), ..cfg.clone() };
-        Ok(ControlPlane { base, neighbors: cfg.neighbors.clone(), routes, ports })
+        let base = Config {
+            routes: Vec::new(),
+            neighbors: Vec::new(),
+            tunnels: Vec::new(),
+            ..cfg.clone()
+        };
+        let phys = ports.iter().take(cfg.ports.len()).cloned().collect();
+        let tunnels = Tunnels::new(cfg.ports.len(), &cfg.tunnels);
+        Ok(ControlPlane {
+            base,
+            neighbors: cfg.neighbors.clone(),
+            routes,
+            ports,
+            phys,
+            tunnels,
+            rebuilt: false,
+        })
+    }
+
+    /// A MAC a worker learned on a multipoint tunnel (published by the next commit).
+    pub fn fdb_learn(&mut self, e: FdbLearn) {
+        self.tunnels.learn(e);
+    }
+
+    /// Rebuilds the interface list and the routing state after a tunnel came or went. Refused
+    /// (and nothing changed) when a configured route no longer resolves.
+    fn rebuild_interfaces(&mut self, next: Tunnels, slow: &mut SlowPath) -> Result<(), String> {
+        let configured: Vec<RouteConfig> = self.routes.configured().cloned().collect();
+        self.rebuild_with(next, &configured, slow)
+    }
+
+    /// [`ControlPlane::rebuild_interfaces`] with a new set of configured routes.
+    fn rebuild_with(
+        &mut self,
+        next: Tunnels,
+        configured: &[RouteConfig],
+        slow: &mut SlowPath,
+    ) -> Result<(), String> {
+        let ports = next.interfaces(&self.base.ports, &self.phys);
+        next.table(&self.base.ports)?;
+        let routes = Routes::new(ports.clone(), configured)?;
+        // Neighbours learned on a slot whose tunnel changed are stale.
+        let stale: Vec<_> = slow
+            .neighbours()
+            .filter(|(id, ..)| {
+                let i = *id as usize;
+                i >= self.phys.len()
+                    && self.ports.get(i).map(|p| &p.name) != ports.get(i).map(|p| &p.name)
+            })
+            .map(|(id, addr, ..)| (id, addr))
+            .collect();
+        for (id, addr) in stale {
+            slow.remove_neighbour(id, &addr);
+        }
+        self.routes = routes;
+        self.ports = ports;
+        self.tunnels = next;
+        self.tunnels.fdb_dirty = true;
+        self.rebuilt = true;
+        Ok(())
+    }
+
+    fn tunnel_add(&mut self, toml: &str, slow: &mut SlowPath) -> Result<Reply, Reply> {
+        // The new section is checked with the whole running configuration around it, so
+        // names, addresses and keys are checked against everything else.
+        let mut text = self.running().to_toml();
+        text.push('\n');
+        text.push_str(toml);
+        let cfg = config::parse_str(&text, "<tunnel add>")
+            .map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        let old = self.tunnels.configs();
+        let added: Vec<_> =
+            cfg.tunnels.iter().filter(|t| !old.iter().any(|o| o.name == t.name)).collect();
+        let [t] = added.as_slice() else {
+            return Err(invalid("expected exactly one new [[tunnel]] section"));
+        };
+        let mut next = self.tunnels.clone();
+        let id = next.add((*t).clone());
+        self.rebuild_interfaces(next, slow).map_err(invalid)?;
+        Ok(Reply::ok(format!("tunnel {} added (interface {id})", t.name)))
+    }
+
+    fn tunnel_del(&mut self, name: &str, slow: &mut SlowPath) -> Result<Reply, Reply> {
+        if self.tunnels.iface(name).is_none() {
+            return Err(Reply::error(ErrorCode::NotFound, format!("no tunnel `{name}`")));
+        }
+        if let Some(n) = self.neighbors.iter().find(|n| n.port == name) {
+            return Err(invalid(format!(
+                "static neighbour {} is on tunnel `{name}`: delete it first",
+                n.address
+            )));
+        }
+        let users: Vec<String> = self
+            .routes
+            .configured()
+            .filter(|r| r.nexthops.iter().any(|h| h.dev.as_deref() == Some(name)))
+            .map(|r| r.prefix.to_string())
+            .take(5)
+            .collect();
+        if !users.is_empty() {
+            return Err(invalid(format!(
+                "routes use tunnel `{name}` ({}): delete them first",
+                users.join(", ")
+            )));
+        }
+        let mut next = self.tunnels.clone();
+        next.del(name);
+        self.rebuild_interfaces(next, slow)
+            .map_err(|e| invalid(format!("{e}: routes still lead into tunnel `{name}`")))?;
+        Ok(Reply::ok(format!("tunnel {name} deleted")))
     }
 
     /// Puts the control plane's FIBs and groups into the first snapshot.
@@ -94,10 +212,13 @@ impl ControlPlane {
         t.groups = live.groups;
     }
 
+    /// A port or tunnel interface by name (free slots have no name).
     fn port_id(&self, name: &str) -> Result<PortId, Reply> {
-        self.ports.iter().position(|p| p.name == name).map(|i| i as PortId).ok_or_else(|| {
-            let names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
-            invalid(format!("no port `{name}` (ports: {})", names.join(", ")))
+        let found = self.ports.iter().position(|p| !p.name.is_empty() && p.name == name);
+        found.map(|i| i as PortId).ok_or_else(|| {
+            let names: Vec<&str> =
+                self.ports.iter().map(|p| p.name.as_str()).filter(|n| !n.is_empty()).collect();
+            invalid(format!("no port or tunnel `{name}` (have: {})", names.join(", ")))
         })
     }
 
@@ -109,6 +230,8 @@ impl ControlPlane {
             Request::RouteBatch { add, del } => self.route_batch(&add, &del),
             Request::NeighAdd { port, address, mac } => self.neigh_add(&port, &address, &mac, slow),
             Request::NeighDel { port, address } => self.neigh_del(port.as_deref(), &address, slow),
+            Request::TunnelAdd { toml } => self.tunnel_add(&toml, slow),
+            Request::TunnelDel { name } => self.tunnel_del(&name, slow),
             Request::ConfigApply { toml, source } => {
                 self.config_apply(&toml, source.as_deref().unwrap_or("<request>"), slow)
             }
@@ -247,6 +370,23 @@ impl ControlPlane {
                 restart.join(", ")
             )));
         }
+        // Tunnels changed: the interface set changes, so the routes are rebuilt from the new
+        // file in one go (the file check proved they resolve against its interfaces); the
+        // unchanged tunnels keep their interface ids.
+        let old_tunnels = self.tunnels.configs();
+        let mut tunnel_changes = 0;
+        if new.tunnels != old_tunnels {
+            let mut next = self.tunnels.clone();
+            for t in old_tunnels.iter().filter(|t| !new.tunnels.contains(t)) {
+                next.del(&t.name);
+                tunnel_changes += 1;
+            }
+            for t in new.tunnels.iter().filter(|t| !old_tunnels.contains(t)) {
+                next.add(t.clone());
+                tunnel_changes += 1;
+            }
+            self.rebuild_with(next, &new.routes, slow).map_err(invalid)?;
+        }
         // Every route and neighbour of the new file is valid against these ports (the file
         // check above did that), so what follows cannot fail half-way.
         let old: Vec<RouteConfig> = self.routes.configured().cloned().collect();
@@ -287,7 +427,7 @@ impl ControlPlane {
         }
         self.neighbors = new.neighbors;
         Ok(Reply::ok(format!(
-            "applied: {added} route(s) added, {replaced} replaced, {removed} removed, {neigh} neighbour change(s)"
+            "applied: {added} route(s) added, {replaced} replaced, {removed} removed, {neigh} neighbour change(s), {tunnel_changes} tunnel change(s)"
         )))
     }
 
@@ -298,13 +438,24 @@ impl ControlPlane {
         slow: &mut SlowPath,
         handle: &TableHandle,
     ) -> Result<Vec<String>, String> {
-        let routes = if self.routes.dirty() { Some(self.routes.commit()?) } else { None };
+        let rebuilt = std::mem::take(&mut self.rebuilt);
+        let routes =
+            if self.routes.dirty() || rebuilt { Some(self.routes.commit()?) } else { None };
         let neighbours = slow.neighbour_update();
-        if routes.is_none() && neighbours.is_none() {
+        let fdb = std::mem::take(&mut self.tunnels.fdb_dirty);
+        if routes.is_none() && neighbours.is_none() && !fdb {
             return Ok(Vec::new());
         }
         let mut next = Tables::clone(&handle.load());
         let mut messages = Vec::new();
+        if rebuilt {
+            next.ports = self.ports.clone();
+            (next.local4, next.local6) = local_addresses(&self.ports);
+            next.tunnels = Arc::new(self.tunnels.table(&self.base.ports)?);
+        }
+        if fdb {
+            next.fdb = Arc::new(self.tunnels.fdb());
+        }
         if let Some((live, m)) = routes {
             next.fib4 = live.fib4;
             next.fib6 = live.fib6;
@@ -342,6 +493,13 @@ impl ControlPlane {
                 Reply::Neighbours { neighbours: v }
             }
             Request::ConfigShow => Reply::Config { toml: self.running().to_toml() },
+            Request::TunnelShow => Reply::Tunnels {
+                tunnels: self.tunnels.show(|id| self.ports.get(id as usize).map_or(0, |p| p.mtu)),
+            },
+            Request::FdbShow { tunnel } => match self.tunnels.fdb_entries(tunnel.as_deref()) {
+                Ok(entries) => Reply::Fdb { entries },
+                Err(e) => Reply::error(ErrorCode::NotFound, e),
+            },
             other => Reply::error(
                 ErrorCode::Failed,
                 format!("internal: {other:?} is not a control-thread request"),
@@ -354,6 +512,7 @@ impl ControlPlane {
         Config {
             routes: self.routes.configured().cloned().collect(),
             neighbors: self.neighbors.clone(),
+            tunnels: self.tunnels.configs(),
             ..self.base.clone()
         }
     }

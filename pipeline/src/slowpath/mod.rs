@@ -303,6 +303,10 @@ impl SlowPath {
         next_hop: Addr,
         pkt: Pending,
     ) {
+        // IP-in-IP tunnels have no link layer: nothing to resolve (encap strips the header).
+        if tables.tunnels.by_iface(port).is_some_and(|t| !t.kind.l2()) {
+            return self.send_to(port, [0; 6], pkt);
+        }
         match self.cache.resolve(now, port, next_hop, pkt) {
             Lookup::Known(mac, p) => self.send_to(port, mac, p),
             Lookup::Queued { probe } => {

@@ -1,0 +1,313 @@
+//! The decap stage: packets to one of our tunnel endpoints lose their outer headers, in place,
+//! and go on through the pipeline as packets received on the tunnel's interface.
+//!
+//! It runs right after the parse stage. A packet is a tunnel packet when its outer destination is
+//! one of our addresses and it arrives on a UDP port some VXLAN/Geneve tunnel listens on, or with
+//! protocol 4/41 while an IP-in-IP tunnel exists; everything else passes untouched (the stage
+//! costs one branch per burst while no tunnel is configured). The tunnel is found by its decap
+//! key in O(1); the outer headers are stripped by moving the buffer's head (no copy), the inner
+//! packet is parsed again, and ECN is merged per RFC 6040. A packet may be a tunnel packet again
+//! after decapsulation (nested tunnels): that repeats up to [`MAX_NESTING`] times, beyond which it
+//! is a loop.
+//!
+//! Multipoint VXLAN/Geneve tunnels learn where inner MACs live: a source MAC whose FDB entry is
+//! missing or names another remote is reported to the control thread through a bounded
+//! lock-free queue ([`LearnQueue`]); the control thread publishes the next FDB snapshot. Workers
+//! never write the table.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use ferroplane_pipeline::buf::PacketBuf;
+use ferroplane_pipeline::meta::{Addr, Meta, PortId, TunnelMeta, L3};
+use ferroplane_pipeline::parse::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use ferroplane_pipeline::stage::{Context, Stage};
+use ferroplane_pipeline::tables::{MacAddr, Tables};
+use ferroplane_pipeline::tunnel::{TunnelKind, IPIP_KEY};
+use ferroplane_pipeline::verdict::{DropReason, Verdict};
+
+use crate::ecn;
+use crate::geneve::{self, GenevePacket};
+use crate::vxlan::{self, VxlanPacket};
+
+/// Tunnel headers one packet may lose or gain in one pass; more is treated as a loop.
+pub const MAX_NESTING: u8 = 4;
+
+const ETH_LEN: usize = 14;
+const UDP: u8 = 17;
+const IPV4_IN_IP: u8 = 4;
+const IPV6_IN_IP: u8 = 41;
+
+/// An inner source MAC seen behind a remote endpoint of a multipoint tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FdbLearn {
+    pub iface: PortId,
+    pub mac: MacAddr,
+    pub remote: Addr,
+}
+
+/// The bounded queue of learned MACs from the workers to the control thread. Full: the event is
+/// counted in `dropped` and the next packet from that MAC reports it again.
+pub struct LearnQueue {
+    pub queue: ArrayQueue<FdbLearn>,
+    pub dropped: AtomicU64,
+}
+
+impl LearnQueue {
+    pub fn new(capacity: usize) -> LearnQueue {
+        LearnQueue { queue: ArrayQueue::new(capacity.max(1)), dropped: AtomicU64::new(0) }
+    }
+}
+
+/// How long a worker waits before reporting the same (MAC, remote) again while the control
+/// thread has not published it yet.
+const LEARN_REPEAT_NS: u64 = 1_000_000_000;
+
+/// Decapsulation; see the module documentation.
+#[derive(Default)]
+pub struct DecapStage {
+    learn: Option<Arc<LearnQueue>>,
+    /// The last reports, so a burst of frames from one new MAC makes one report.
+    recent: [(FdbLearn, u64); 4],
+    next: usize,
+}
+
+enum Step {
+    /// Not for a tunnel of ours: the input stage decides.
+    NotTunnel,
+    Decapsulated,
+    Drop(DropReason),
+}
+
+impl DecapStage {
+    /// A decap stage that reports learned MACs into `learn` (none: multipoint tunnels only use
+    /// their static FDB entries).
+    pub fn new(learn: Option<Arc<LearnQueue>>) -> DecapStage {
+        DecapStage { learn, ..Default::default() }
+    }
+
+    fn report(&mut self, e: FdbLearn, now: u64) {
+        let Some(q) = &self.learn else { return };
+        if self.recent.iter().any(|(r, t)| *r == e && now.wrapping_sub(*t) < LEARN_REPEAT_NS) {
+            return;
+        }
+        if q.queue.push(e).is_err() {
+            q.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.recent[self.next] = (e, now);
+        self.next = (self.next + 1) % self.recent.len();
+    }
+
+    /// Removes one layer of tunnel headers from `p` when it is addressed to one of our tunnels.
+    #[inline]
+    fn decap_one(&mut self, cx: &Context<'_>, p: &mut PacketBuf) -> Step {
+        let t: &Tables = cx.tables;
+        let m = p.meta;
+        let kind = match m.l4_proto {
+            UDP if m.l4_offset != 0 => match t.tunnels.udp_listener(m.flow.dst_port) {
+                Some(k) => k,
+                None => return Step::NotTunnel,
+            },
+            IPV4_IN_IP | IPV6_IN_IP if t.tunnels.has_ipip() => TunnelKind::Ipip,
+            _ => return Step::NotTunnel,
+        };
+        if m.vlan.is_some() || !t.is_local(&m.flow.dst) {
+            return Step::NotTunnel;
+        }
+        let data = p.data();
+        // Only frames unicast to the receiving interface: the input stage drops the others.
+        match t.port(m.in_port) {
+            Some(port) if data.get(0..6) == Some(&port.mac[..]) => {}
+            _ => return Step::NotTunnel,
+        }
+        if let Some(r) = martian_source(&m) {
+            return Step::Drop(r);
+        }
+        let (l3, end) = (m.l3_offset as usize, m.l3_end as usize);
+        let v6_outer = m.l3 == L3::Ipv6;
+        let outer_ecn = ecn::ds_field(&data[l3..], v6_outer) & 3;
+        let outer_src = m.flow.src;
+        let mut options = (0u16, 0u16);
+        // (tunnel, offset of the inner packet, its ethertype)
+        let (tunnel, inner_at, ethertype) = match kind {
+            TunnelKind::Vxlan | TunnelKind::Geneve => {
+                let l4 = m.l4_offset as usize;
+                let udp_len = match data.get(l4 + 4..l4 + 6) {
+                    Some(b) => u16::from_be_bytes([b[0], b[1]]) as usize,
+                    None => return Step::Drop(DropReason::TunnelTruncated),
+                };
+                // The UDP length must agree with the IP length (RFC 768; a lying length field
+                // would otherwise make us forward bytes past the datagram).
+                if udp_len < 8 || l4 + udp_len != end {
+                    return Step::Drop(DropReason::TunnelTruncated);
+                }
+                let body = &data[l4 + 8..end];
+                let (vni, hdr_len, proto) = if kind == TunnelKind::Vxlan {
+                    match VxlanPacket::new_checked(body) {
+                        Ok(v) => (v.vni(), vxlan::HEADER_LEN, geneve::PROTO_ETHERNET),
+                        Err(vxlan::Error::Truncated) => {
+                            return Step::Drop(DropReason::TunnelTruncated)
+                        }
+                        Err(vxlan::Error::NoVni) => return Step::Drop(DropReason::TunnelBadHeader),
+                    }
+                } else {
+                    let g = match GenevePacket::new_checked(body) {
+                        Ok(g) => g,
+                        Err(geneve::Error::Truncated) => {
+                            return Step::Drop(DropReason::TunnelTruncated)
+                        }
+                        Err(geneve::Error::BadVersion) => {
+                            return Step::Drop(DropReason::TunnelBadHeader)
+                        }
+                        Err(geneve::Error::BadOption) => {
+                            return Step::Drop(DropReason::GeneveBadOption)
+                        }
+                    };
+                    // RFC 8926 3.4: an OAM (control) packet's payload must not be forwarded.
+                    if g.oam() {
+                        return Step::Drop(DropReason::TunnelBadHeader);
+                    }
+                    // We implement no option, so every critical one is one we do not
+                    // understand (3.5.1: drop). Non-critical ones are kept as metadata.
+                    if g.options().critical_unknown(|_, _| false).is_some() {
+                        return Step::Drop(DropReason::GeneveCriticalOption);
+                    }
+                    let opts_at = p.head_offset() + l4 + 8 + geneve::HEADER_LEN;
+                    options = (opts_at as u16, g.options_len() as u16);
+                    (g.vni(), geneve::HEADER_LEN + g.options_len(), g.protocol())
+                };
+                let Some(tun) =
+                    t.tunnels.decap_lookup(m.flow.dst_port as u32, &m.flow.dst, vni, &outer_src)
+                else {
+                    return Step::Drop(DropReason::TunnelUnknown);
+                };
+                if tun.kind != kind {
+                    return Step::Drop(DropReason::TunnelUnknown);
+                }
+                let ethertype = match proto {
+                    geneve::PROTO_ETHERNET => None,
+                    ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => Some(proto),
+                    _ => return Step::Drop(DropReason::TunnelBadHeader),
+                };
+                (tun, l4 + 8 + hdr_len, ethertype)
+            }
+            TunnelKind::Ipip => {
+                // A non-first fragment (no transport offset) cannot be decapsulated: outer
+                // fragments are not reassembled.
+                if m.l4_offset == 0 {
+                    return Step::Drop(DropReason::TunnelTruncated);
+                }
+                let Some(tun) = t.tunnels.decap_lookup(IPIP_KEY, &m.flow.dst, 0, &outer_src) else {
+                    return Step::Drop(DropReason::TunnelUnknown);
+                };
+                let et = if m.l4_proto == IPV4_IN_IP { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
+                (tun, m.l4_offset as usize, Some(et))
+            }
+        };
+        let (iface, tun_vni, multipoint_l2) =
+            (tunnel.iface, tunnel.vni, tunnel.remote.is_none() && tunnel.kind.l2());
+        let Some(iface_mac) = t.port(iface).map(|i| i.mac) else {
+            return Step::Drop(DropReason::TunnelUnknown);
+        };
+        // Strip: the inner Ethernet frame starts at `inner_at`; an inner IP packet gets a
+        // synthetic Ethernet header in the last 14 bytes of what was outer header.
+        let start = match ethertype {
+            None => inner_at,
+            Some(_) => inner_at - ETH_LEN,
+        };
+        if start >= end || p.advance(start).is_err() {
+            return Step::Drop(DropReason::TunnelTruncated);
+        }
+        p.truncate(end - start);
+        if let Some(et) = ethertype {
+            let d = p.data_mut();
+            d[0..6].copy_from_slice(&iface_mac);
+            d[6..12].copy_from_slice(&iface_mac);
+            d[12..14].copy_from_slice(&et.to_be_bytes());
+        }
+        let depth = m.tunnel.depth + 1;
+        p.meta = Meta {
+            in_port: iface,
+            worker: m.worker,
+            timestamp_ns: m.timestamp_ns,
+            traced: m.traced,
+            tunnel: TunnelMeta {
+                depth,
+                vni: tun_vni,
+                options_at: options.0,
+                options_len: options.1,
+            },
+            ..Meta::default()
+        };
+        let (data, meta) = p.data_mut_and_meta();
+        if parse::parse(data, meta, t.hash_seed).is_err() {
+            return Step::Drop(DropReason::TunnelInnerMalformed);
+        }
+        if matches!(meta.l3, L3::Ipv4 | L3::Ipv6) {
+            let il3 = meta.l3_offset as usize;
+            let v6 = meta.l3 == L3::Ipv6;
+            let inner = ecn::ds_field(&data[il3..], v6) & 3;
+            match ecn::decap_ecn(outer_ecn, inner) {
+                None => return Step::Drop(DropReason::TunnelEcnDrop),
+                Some(e) if e != inner => ecn::set_ecn(&mut data[il3..], v6, e),
+                Some(_) => {}
+            }
+        }
+        if multipoint_l2 {
+            let src: MacAddr = [data[6], data[7], data[8], data[9], data[10], data[11]];
+            if src[0] & 1 == 0 && src != [0; 6] && t.fdb.get(&(iface, src)) != Some(&outer_src) {
+                self.report(FdbLearn { iface, mac: src, remote: outer_src }, cx.now_ns);
+            }
+        }
+        Step::Decapsulated
+    }
+}
+
+/// RFC 1812 5.3.7 / RFC 4291 2.7 martian outer sources (the input stage checks the inner ones).
+#[inline]
+fn martian_source(m: &Meta) -> Option<DropReason> {
+    let s = &m.flow.src;
+    if m.l3 == L3::Ipv4 {
+        let s0 = s[12];
+        (s0 == 0 || s0 == 127 || s0 >= 224).then_some(DropReason::Ipv4BadSource)
+    } else {
+        (s[0] == 0xff || u128::from_be_bytes(*s) <= 1).then_some(DropReason::Ipv6BadSource)
+    }
+}
+
+impl Stage for DecapStage {
+    fn name(&self) -> &'static str {
+        "decap"
+    }
+
+    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
+        if cx.tables.tunnels.is_empty() {
+            return;
+        }
+        for p in burst.iter_mut() {
+            if p.meta.verdict != Verdict::Continue || !matches!(p.meta.l3, L3::Ipv4 | L3::Ipv6) {
+                continue;
+            }
+            loop {
+                match self.decap_one(cx, p) {
+                    Step::NotTunnel => break,
+                    Step::Drop(r) => {
+                        p.meta.verdict = Verdict::Drop(r);
+                        break;
+                    }
+                    Step::Decapsulated => {
+                        if p.meta.tunnel.depth > MAX_NESTING {
+                            p.meta.verdict = Verdict::Drop(DropReason::TunnelLoop);
+                            break;
+                        }
+                        if !matches!(p.meta.l3, L3::Ipv4 | L3::Ipv6) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
