@@ -90,8 +90,8 @@ impl ReplayReport {
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>10}", "port", "rx", "tx", "written");
-        for (i, name) in self.port_names.iter().enumerate() {
-            let c = &self.worker.ports[i];
+        // Tunnel interfaces follow the ports in `port_names` but have no port counters.
+        for (i, (name, c)) in self.port_names.iter().zip(&self.worker.ports).enumerate() {
             let _ = writeln!(
                 s,
                 "{:<12} {:>10} {:>10} {:>10}",
