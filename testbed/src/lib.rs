@@ -175,6 +175,67 @@ pub mod live {
         }
     }
 
+    /// Receives one TCP connection on `argv[1]`:5201, prints bytes and SHA-256.
+    pub const TCP_RECEIVER: &str = r#"
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 5201)); s.listen(1); s.settimeout(60)
+c, _ = s.accept(); c.settimeout(60)
+h = hashlib.sha256(); n = 0
+while True:
+    d = c.recv(1 << 16)
+    if not d: break
+    h.update(d); n += len(d)
+print(n, h.hexdigest())
+"#;
+
+    /// Sends `argv[2]` bytes of a fixed pattern to `argv[1]`:5201, prints bytes and SHA-256.
+    pub const TCP_SENDER: &str = r#"
+import hashlib, socket, sys, time
+total = int(sys.argv[2]); block = hashlib.sha256(b"ferroplane").digest() * 2048  # 64 KiB pattern
+h = hashlib.sha256(); sent = 0
+for i in range(50):
+    try:
+        c = socket.create_connection((sys.argv[1], 5201), timeout=5); break
+    except OSError:
+        time.sleep(0.1)
+c.settimeout(60)
+while sent < total:
+    chunk = block[: min(len(block), total - sent)]
+    chunk = bytes([sent // len(block) % 256]) + chunk[1:]
+    c.sendall(chunk); h.update(chunk); sent += len(chunk)
+c.close()
+print(sent, h.hexdigest())
+"#;
+
+    /// A TCP transfer of `bytes` from namespace `from` to `to_addr` in namespace `to`, with
+    /// python sockets on both ends: `(sender's "N sha256", receiver's "N sha256")`.
+    pub fn tcp_transfer(from: &str, to: &str, to_addr: &str, bytes: u64) -> (String, String) {
+        require_tool("python3", "apt-get install python3");
+        let (to_ns, addr) = (to.to_string(), to_addr.to_string());
+        let receiver = std::thread::spawn(move || {
+            Command::new("ip")
+                .args(["netns", "exec", &to_ns, "python3", "-c", TCP_RECEIVER, &addr])
+                .output()
+                .expect("ip netns exec")
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let sent = Command::new("ip")
+            .args(["netns", "exec", from, "python3", "-c", TCP_SENDER, to_addr, &bytes.to_string()])
+            .output()
+            .expect("ip netns exec");
+        let got = receiver.join().expect("receiver thread");
+        // Stdout, then stderr when the script failed (so an assertion shows the traceback).
+        let text = |o: &std::process::Output| {
+            let mut t = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if !o.status.success() {
+                t.push_str(&format!(" [{}] {}", o.status, String::from_utf8_lossy(&o.stderr)));
+            }
+            t
+        };
+        (text(&sent), text(&got))
+    }
+
     pub fn port<'a>(s: &'a Stats, name: &str) -> &'a ferroplane_ctl::PortStats {
         s.ports.iter().find(|p| p.name == name).expect("port in stats")
     }

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferroplane_dataplane::netns::{addr, ns_run};
-use ferroplane_testbed::live::{bed, port, sh, stats, SERIAL};
+use ferroplane_testbed::live::{bed, port, sh, stats, tcp_transfer, SERIAL};
 use ferroplane_testbed::{require_tool, workspace_bin};
 
 #[test]
@@ -67,59 +67,14 @@ fn ttl_one_probes_get_time_exceeded() {
     assert!(s.slow_path["icmp_errors"] >= 2);
 }
 
-const RECEIVER: &str = r#"
-import hashlib, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 5201)); s.listen(1); s.settimeout(60)
-c, _ = s.accept(); c.settimeout(60)
-h = hashlib.sha256(); n = 0
-while True:
-    d = c.recv(1 << 16)
-    if not d: break
-    h.update(d); n += len(d)
-print(n, h.hexdigest())
-"#;
-
-const SENDER: &str = r#"
-import hashlib, socket, sys, time
-total = int(sys.argv[2]); block = hashlib.sha256(b"ferroplane").digest() * 2048  # 64 KiB pattern
-h = hashlib.sha256(); sent = 0
-for i in range(50):
-    try:
-        c = socket.create_connection((sys.argv[1], 5201), timeout=5); break
-    except OSError:
-        time.sleep(0.1)
-c.settimeout(60)
-while sent < total:
-    chunk = block[: min(len(block), total - sent)]
-    chunk = bytes([sent // len(block) % 256]) + chunk[1:]
-    c.sendall(chunk); h.update(chunk); sent += len(chunk)
-c.close()
-print(sent, h.hexdigest())
-"#;
-
 #[test]
 fn tcp_transfer_of_100_mb_arrives_intact() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_tool("python3", "apt-get install python3");
     let b = bed("c", &[1], 1);
     let t = &b.topo;
-    let h2 = t.h2.clone();
-    let receiver = std::thread::spawn(move || {
-        Command::new("ip")
-            .args(["netns", "exec", &h2, "python3", "-c", RECEIVER, addr::H2_V4])
-            .output()
-            .unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(500));
     let total = (100 * 1024 * 1024).to_string();
-    let sent = Command::new("ip")
-        .args(["netns", "exec", &t.h1, "python3", "-c", SENDER, addr::H2_V4, &total])
-        .output()
-        .unwrap();
-    let got = receiver.join().unwrap();
-    let sent = String::from_utf8_lossy(&sent.stdout).trim().to_string();
-    let got = String::from_utf8_lossy(&got.stdout).trim().to_string();
+    let (sent, got) = tcp_transfer(&t.h1, &t.h2, addr::H2_V4, 100 * 1024 * 1024);
     assert!(sent.starts_with(&total), "sender: {sent}");
     assert_eq!(got, sent, "bytes or digest differ\nrouter log:\n{}", b.router.log_text());
     let s = stats(&b);
