@@ -245,7 +245,9 @@ pub fn stats(
 ) -> Stats {
     let t = running_tables.load();
     let mut s = Stats::default();
-    for (i, p) in t.ports.iter().enumerate() {
+    // The ports only: tunnel interfaces (after them) have no rings of their own.
+    let nports = t.tunnels.first_iface() as usize;
+    for (i, p) in t.ports.iter().take(nports).enumerate() {
         let mut ps = PortStats { name: p.name.clone(), ..Default::default() };
         for w in workers {
             if let Some(c) = w.ports.get(i) {
@@ -306,6 +308,7 @@ fn handler(
             let ports = t
                 .ports
                 .iter()
+                .take(t.tunnels.first_iface() as usize)
                 .enumerate()
                 .map(|(i, p)| {
                     let c = port_cfg.get(i);

@@ -160,3 +160,108 @@ fn tcp_100_mb_through_the_tunnel_both_directions_with_path_mtu_discovery() {
     assert!(port(&s, "right").rx_packets > 70_000, "{:?}", s.ports);
     std::thread::sleep(Duration::from_millis(100));
 }
+
+fn fpctl(b: &Bed, args: &[&str]) -> String {
+    let o = std::process::Command::new(ferroplane_testbed::workspace_bin("fpctl"))
+        .arg("--socket")
+        .arg(&b.router.socket)
+        .args(args)
+        .output()
+        .expect("fpctl");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "fpctl {args:?}: {text}");
+    text
+}
+
+/// A multipoint tunnel added at run time: the kernel end floods to ferroplane through its
+/// all-zeros FDB entry, ferroplane floods to h2 through its own and learns h2's vxlan MAC
+/// from the first decapsulated frame. Then the tunnel goes away again.
+#[test]
+fn multipoint_tunnel_added_at_run_time_learns_the_kernel_vtep_and_is_deleted() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let b = bed_with("vm", &[1], 1, &|c| c);
+    let (h2, dev) = (&b.topo.h2, &b.topo.h2_if);
+    let run = |args: &[&str]| {
+        let o = ns_run(h2, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&[
+        "ip",
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        "7",
+        "local",
+        addr::H2_V4,
+        "dstport",
+        "4789",
+        "nolearning",
+        "dev",
+        dev,
+    ]);
+    run(&["bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx0", "dst", addr::R_RIGHT_V4]);
+    run(&["ip", "addr", "add", "10.107.0.2/24", "dev", "vx0"]);
+    run(&["ip", "link", "set", "vx0", "up"]);
+    run(&["ip", "addr", "add", "10.200.0.2/32", "dev", "lo"]);
+    run(&["ip", "route", "add", "10.1.0.0/24", "via", "10.107.0.1", "dev", "vx0"]);
+    let out = fpctl(
+        &b,
+        &[
+            "tunnel",
+            "add",
+            "mp0",
+            "kind",
+            "vxlan",
+            "local",
+            addr::R_RIGHT_V4,
+            "vni",
+            "7",
+            "address",
+            "10.107.0.1/24",
+            "fdb",
+            "00:00:00:00:00:00:10.2.0.2",
+        ],
+    );
+    assert!(out.contains("tunnel mp0 added"), "{out}");
+    fpctl(&b, &["route", "add", "10.200.0.0/24", "via", "10.107.0.2"]);
+    let out = ping(&b.topo.h1, &["10.200.0.2"]);
+    assert!(out.contains(" 0% packet loss"), "{out}\n{}", b.router.log_text());
+    let show = fpctl(&b, &["tunnel", "show"]);
+    assert!(
+        show.contains("mp0") && show.contains("(multipoint)") && show.contains("1450"),
+        "{show}"
+    );
+    let vtep_mac = sh(h2, &["cat", "/sys/class/net/vx0/address"]).trim().to_string();
+    let fdb = fpctl(&b, &["fdb", "show", "mp0"]);
+    assert!(fdb.contains("00:00:00:00:00:00") && fdb.contains("static"), "{fdb}");
+    assert!(
+        fdb.lines()
+            .any(|l| l.contains(&vtep_mac) && l.contains("10.2.0.2") && l.contains("learned")),
+        "h2's VTEP MAC {vtep_mac} not learned:\n{fdb}"
+    );
+    let cfg = fpctl(&b, &["config", "show"]);
+    assert!(cfg.contains("[[tunnel]]") && cfg.contains("name = \"mp0\""), "{cfg}");
+    // A tunnel still used by a route is not deleted.
+    let refused = std::process::Command::new(ferroplane_testbed::workspace_bin("fpctl"))
+        .arg("--socket")
+        .arg(&b.router.socket)
+        .args(["tunnel", "del", "mp0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("10.200.0.0/24"));
+    fpctl(&b, &["route", "del", "10.200.0.0/24"]);
+    fpctl(&b, &["tunnel", "del", "mp0"]);
+    let show = fpctl(&b, &["tunnel", "show"]);
+    assert!(!show.contains("mp0"), "{show}");
+    let out = sh(&b.topo.h1, &["ping", "-c", "1", "-W", "1", "10.200.0.2"]);
+    assert!(!out.contains(" 0% packet loss"), "still reachable after delete: {out}");
+    // Ordinary routing is untouched by the interface rebuilds (h2 answers h1 directly again).
+    run(&["ip", "route", "del", "10.1.0.0/24"]);
+    let out = ping(&b.topo.h1, &[addr::H2_V4]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+}
