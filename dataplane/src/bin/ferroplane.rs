@@ -115,6 +115,31 @@ struct GenCli {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Wrap every frame in tunnel outer headers: vxlan, geneve or ipip (--size stays the inner
+    /// frame size; rates in bps and the report count the outer headers).
+    #[arg(long, value_name = "vxlan|geneve|ipip")]
+    encap: Option<String>,
+    /// Outer source address (default: the TX port's first address of the remote's family).
+    #[arg(long, value_name = "ADDR")]
+    encap_local: Option<String>,
+    /// Outer destination: the tunnel endpoint under test.
+    #[arg(long, value_name = "ADDR")]
+    encap_remote: Option<String>,
+    /// VXLAN / Geneve network identifier.
+    #[arg(long)]
+    vni: Option<u32>,
+    /// VXLAN / Geneve UDP destination port (default 4789 / 6081).
+    #[arg(long, value_name = "N")]
+    encap_dst_port: Option<u16>,
+    /// A Geneve option CLASS:TYPE:HEX, e.g. 0x0102:0x01:0a0b0c0d (repeatable, sent in order).
+    #[arg(long = "geneve-option", value_name = "CLASS:TYPE:HEX")]
+    geneve_options: Vec<String>,
+    /// Inner Ethernet destination (vxlan, geneve): the endpoint's tunnel interface MAC.
+    #[arg(long, value_name = "MAC")]
+    inner_dst_mac: Option<String>,
+    /// Inner Ethernet source (vxlan, geneve; default: the TX port's MAC).
+    #[arg(long, value_name = "MAC")]
+    inner_src_mac: Option<String>,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -191,6 +216,14 @@ fn main() -> ExitCode {
                 precision: g.precision,
                 loss: g.loss,
                 quiet: g.quiet,
+                encap: g.encap,
+                encap_local: g.encap_local,
+                encap_remote: g.encap_remote,
+                vni: g.vni,
+                encap_dst_port: g.encap_dst_port,
+                geneve_options: g.geneve_options,
+                inner_dst_mac: g.inner_dst_mac,
+                inner_src_mac: g.inner_src_mac,
             };
             match ferroplane_dataplane::gen::run_cli(args) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -8,11 +8,14 @@
 //! - [`rate`]: rates, sizes, durations, the token bucket that paces TX.
 //! - [`search`]: the RFC 2544 binary search, sans-IO.
 //! - [`report`]: receive-side accounting, the JSON report, the summary, the plot.
+//! - [`encap`]: VXLAN, Geneve or IP-in-IP outer headers around the templates (`--encap`), to
+//!   load a tunnel endpoint; the receiver finds its frames inside tunnels too.
 //!
 //! Each port's loop also answers ARP and neighbour discovery for the port's addresses (the
 //! device under test must resolve the receiver) with the dataplane's own slow path, and the TX
 //! side resolves `--gateway` the same way before it starts.
 
+pub mod encap;
 pub mod rate;
 pub mod report;
 pub mod search;
@@ -36,6 +39,7 @@ use ferroplane_pipeline::verdict::PuntReason;
 use crate::config::{Config, Driver, Mac};
 use crate::port::Port;
 use crate::runtime::Clock;
+use encap::{Encap, Unwrap};
 use rate::{Rate, TokenBucket};
 use report::{Receiver, Report, SearchPoint};
 use template::{Frames, Proto, Range, TemplateSpec, FCS};
@@ -95,6 +99,21 @@ pub struct GenArgs {
     pub precision: f64,
     pub loss: f64,
     pub quiet: bool,
+    /// Tunnel outer headers: vxlan, geneve or ipip (None: plain templates).
+    pub encap: Option<String>,
+    /// Outer source; default the TX port's first address of `encap_remote`'s family.
+    pub encap_local: Option<String>,
+    /// Outer destination: the tunnel endpoint under test.
+    pub encap_remote: Option<String>,
+    pub vni: Option<u32>,
+    /// VXLAN / Geneve UDP destination port (default 4789 / 6081).
+    pub encap_dst_port: Option<u16>,
+    /// `CLASS:TYPE:HEX` Geneve options, in order.
+    pub geneve_options: Vec<String>,
+    /// Inner Ethernet destination (VXLAN / Geneve): the endpoint's tunnel interface MAC.
+    pub inner_dst_mac: Option<String>,
+    /// Inner Ethernet source; default the TX port's MAC.
+    pub inner_src_mac: Option<String>,
 }
 
 /// A generator ready to run: ports open, templates built, every argument checked.
@@ -125,10 +144,113 @@ struct PortEnd {
     /// Scratch vectors kept between polls, so that polling never allocates.
     burst: Vec<PacketBuf>,
     out: Vec<PacketBuf>,
+    /// Where the trailer is looked for inside tunnels.
+    unwrap: Unwrap,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     s.parse::<Mac>().map(|m| m.0).map_err(|e| format!("--dst-mac: {e}"))
+}
+
+/// The `--encap*` flags, checked: None without `--encap` (the other flags are then errors).
+fn encap_spec(
+    args: &GenArgs,
+    txp: &crate::config::PortConfig,
+    port_mac: [u8; 6],
+) -> Result<Option<Encap>, String> {
+    let Some(kind) = args.encap.as_deref() else {
+        let given = [
+            ("--encap-local", args.encap_local.is_some()),
+            ("--encap-remote", args.encap_remote.is_some()),
+            ("--vni", args.vni.is_some()),
+            ("--encap-dst-port", args.encap_dst_port.is_some()),
+            ("--geneve-option", !args.geneve_options.is_empty()),
+            ("--inner-dst-mac", args.inner_dst_mac.is_some()),
+            ("--inner-src-mac", args.inner_src_mac.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|g| g.1) {
+            return Err(format!("{flag} needs --encap vxlan|geneve|ipip"));
+        }
+        return Ok(None);
+    };
+    let kind = encap::parse_kind(kind)?;
+    let ip = |flag: &str, v: &str| {
+        v.parse::<IpAddr>().map_err(|_| format!("{flag} `{v}` is not an IP address"))
+    };
+    let remote = match &args.encap_remote {
+        Some(r) => ip("--encap-remote", r)?,
+        None => {
+            return Err("--encap needs --encap-remote ADDR: the tunnel endpoint under test".into())
+        }
+    };
+    let local = match &args.encap_local {
+        Some(l) => ip("--encap-local", l)?,
+        None => txp
+            .addresses
+            .iter()
+            .map(|a| a.addr)
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .ok_or_else(|| {
+                format!(
+                    "port `{}` has no address of --encap-remote {remote}'s family: give --encap-local",
+                    txp.name
+                )
+            })?,
+    };
+    let l2 = kind.l2();
+    let vni = match (args.vni, l2) {
+        (Some(v), true) => v,
+        (None, true) => return Err(format!("--encap {} needs --vni N", kind.name())),
+        (Some(_), false) => return Err("--vni is for vxlan and geneve, not ipip".into()),
+        (None, false) => 0,
+    };
+    if !l2 && args.encap_dst_port.is_some() {
+        return Err("--encap-dst-port is for vxlan and geneve, not ipip".into());
+    }
+    let mac =
+        |flag: &str, m: &str| m.parse::<Mac>().map(|m| m.0).map_err(|e| format!("{flag}: {e}"));
+    let inner_dst_mac = match (&args.inner_dst_mac, l2) {
+        (Some(m), true) => mac("--inner-dst-mac", m)?,
+        (None, true) => {
+            return Err(format!(
+                "--encap {} needs --inner-dst-mac MAC: the tunnel interface's MAC at the endpoint \
+                 (`fpctl tunnel show`, `ip link show` for a kernel vxlan device)",
+                kind.name()
+            ))
+        }
+        (Some(_), false) => {
+            return Err(
+                "--inner-dst-mac is for vxlan and geneve: ipip carries no Ethernet header".into()
+            )
+        }
+        (None, false) => [0; 6],
+    };
+    let inner_src_mac = match &args.inner_src_mac {
+        Some(_) if !l2 => {
+            return Err(
+                "--inner-src-mac is for vxlan and geneve: ipip carries no Ethernet header".into()
+            )
+        }
+        Some(m) => mac("--inner-src-mac", m)?,
+        None => port_mac,
+    };
+    let mut options = Vec::new();
+    for o in &args.geneve_options {
+        encap::parse_geneve_option(o, &mut options)?;
+    }
+    let e = Encap {
+        kind,
+        local,
+        remote,
+        vni,
+        dst_port: args.encap_dst_port.unwrap_or(Encap::default_port(kind)),
+        options,
+        inner_src_mac,
+        inner_dst_mac,
+        ttl: 64,
+    };
+    e.validate()?;
+    Ok(Some(e))
 }
 
 impl Gen {
@@ -205,6 +327,8 @@ impl Gen {
                 return Err(format!("--gateway {g} is not on port `{}`'s subnets", txp.name));
             }
         }
+        let encap = encap_spec(&args, txp, tables.ports[tx_id].mac)?;
+        let unwrap = Unwrap::for_encap(encap.as_ref());
         let spec = TemplateSpec {
             proto,
             src,
@@ -215,6 +339,7 @@ impl Gen {
             src_mac: tables.ports[tx_id].mac,
             dst_mac: dst_mac.unwrap_or([0; 6]),
             ttl: 64,
+            encap,
         };
         // Build once now so that every template error shows before any port is opened.
         Frames::build(&spec, &sizes, mtu)?;
@@ -232,6 +357,7 @@ impl Gen {
                 slow: SlowPath::new(&tables, SlowPathConfig::default()),
                 burst: Vec::with_capacity(BURST),
                 out: Vec::with_capacity(BURST),
+                unwrap,
             })
         };
         let tx = open(tx_id)?;
@@ -295,7 +421,8 @@ impl Gen {
             return self.search();
         }
         let frames = Frames::build(&self.spec, &self.sizes, self.mtu)?;
-        let avg = avg_size(&self.sizes);
+        // bps rates count what is on the wire: with --encap, the outer headers too.
+        let avg = avg_size(&self.sizes) + frames.overhead() as f64;
         let pps = self.rate.pps(avg);
         let duration = self.args.duration;
         let count = self.args.count;
@@ -328,7 +455,9 @@ impl Gen {
         for sizes in groups {
             let frames = Frames::build(&self.spec, &sizes, self.mtu)?;
             let avg = avg_size(&sizes);
-            let max_pps = match self.rate.pps(avg) {
+            // On the wire (bps rates, L1 throughput): the outer headers count too.
+            let wire_avg = avg + frames.overhead() as f64;
+            let max_pps = match self.rate.pps(wire_avg) {
                 Some(p) => p,
                 // "max": what the sender reaches on its own is the search's ceiling.
                 None => {
@@ -375,7 +504,7 @@ impl Gen {
             points.push(SearchPoint {
                 frame_size: avg.round() as usize,
                 throughput_pps: tput,
-                throughput_bps_l1: tput * (avg + rate::L1_OVERHEAD as f64) * 8.0,
+                throughput_bps_l1: tput * (wire_avg + rate::L1_OVERHEAD as f64) * 8.0,
                 trials: result.trials.len() as u32,
             });
         }
@@ -678,7 +807,7 @@ fn service(
     let mut out = std::mem::take(&mut end.out);
     let n = end.port.rx_burst(&mut end.pool, &mut burst, BURST, now);
     for mut b in burst.drain(..) {
-        if let Some((seq, ts)) = template::read_trailer(b.data()) {
+        if let Some((seq, ts)) = end.unwrap.read(b.data()) {
             measured(seq, ts, b.len() + FCS);
             end.pool.free(b);
             continue;

@@ -49,6 +49,8 @@ use std::str::FromStr;
 
 use ferroplane_pipeline::checksum::{checksum, combine, finish, sum};
 
+use super::encap::{Encap, Unwrap};
+
 /// Bytes of the Ethernet FCS, counted in frame sizes but not handed to the port.
 pub const FCS: usize = 4;
 /// Bytes of the (untagged) Ethernet header the templates build.
@@ -76,6 +78,8 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_IPV6_IN_IP: u8 = 41;
 const IPV4_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
 
@@ -313,6 +317,9 @@ pub struct TemplateSpec {
     pub dst_mac: [u8; 6],
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
+    /// Outer tunnel headers around every frame (see [`super::encap`]); `src_mac` and
+    /// `dst_mac` are then the outer Ethernet addresses.
+    pub encap: Option<Encap>,
 }
 
 impl TemplateSpec {
@@ -329,6 +336,9 @@ impl TemplateSpec {
         }
         if self.flows == 0 {
             return Err("flows must be at least 1".to_string());
+        }
+        if let Some(e) = &self.encap {
+            e.validate()?;
         }
         let (sp, dp, sa, da) = self.radices();
         let tuples = sp.saturating_mul(dp).saturating_mul(sa).saturating_mul(da);
@@ -394,6 +404,11 @@ struct Layout {
     head_len: usize,
     /// Offset of the L4 checksum field.
     csum: usize,
+    /// Bytes of outer tunnel headers in front of the template's frame (0: no tunnel); every
+    /// offset above includes it.
+    shift: usize,
+    /// Offset of an outer UDP checksum kept valid per packet (IPv6 outer), 0 for none.
+    outer_csum: usize,
 }
 
 impl Layout {
@@ -406,7 +421,30 @@ impl Layout {
                 Proto::TcpSyn => 16,
                 Proto::Icmp => 2,
             };
-        Layout { proto, v6, l4, trailer, head_len: trailer + TRAILER_LEN, csum }
+        Layout {
+            proto,
+            v6,
+            l4,
+            trailer,
+            head_len: trailer + TRAILER_LEN,
+            csum,
+            shift: 0,
+            outer_csum: 0,
+        }
+    }
+
+    /// The layout of the same template inside `encap`'s outer headers.
+    fn wrapped(self, encap: &Encap) -> Layout {
+        let shift = encap.overhead();
+        Layout {
+            l4: self.l4 + shift,
+            trailer: self.trailer + shift,
+            head_len: self.head_len + shift,
+            csum: self.csum + shift,
+            shift,
+            outer_csum: encap.outer_udp_checksum().unwrap_or(0),
+            ..self
+        }
     }
 
     fn min_size(&self) -> usize {
@@ -532,28 +570,44 @@ impl Frames {
     /// Builds one frame per (flow, size). `sizes` are Ethernet frame sizes including the FCS.
     pub fn build(spec: &TemplateSpec, sizes: &[usize], mtu: u16) -> Result<Frames, String> {
         spec.validate()?;
-        let layout = Layout::new(spec.proto, spec.src.first.is_ipv6());
+        // `inner`: the template's own frame; `layout`: where its fields are on the wire.
+        let inner = Layout::new(spec.proto, spec.src.first.is_ipv6());
+        let layout = match &spec.encap {
+            Some(e) => inner.wrapped(e),
+            None => inner,
+        };
         if sizes.is_empty() {
             return Err("no frame sizes given".to_string());
         }
-        let min = layout.min_size();
-        let max = mtu as usize + ETH_HEADER_LEN + FCS;
+        let min = inner.min_size();
+        // The outer IP packet must fit the MTU: sizes are inner sizes (see `super::encap`).
+        let max = (mtu as usize + ETH_HEADER_LEN + FCS).saturating_sub(layout.shift);
         let mut wire_lens: Vec<usize> = Vec::new();
         let mut order = Vec::with_capacity(sizes.len());
         for &size in sizes {
             if size < min {
                 return Err(format!(
                     "frame size {size} is below the minimum {min} for {} (sizes include the FCS)",
-                    layout.describe()
+                    inner.describe()
                 ));
             }
             if size > max {
-                return Err(format!(
-                    "frame size {size} is above the maximum {max} for MTU {mtu} \
-                     ({mtu} + {ETH_HEADER_LEN} Ethernet + {FCS} FCS)"
-                ));
+                return Err(match &spec.encap {
+                    None => format!(
+                        "frame size {size} is above the maximum {max} for MTU {mtu} \
+                         ({mtu} + {ETH_HEADER_LEN} Ethernet + {FCS} FCS)"
+                    ),
+                    Some(e) => format!(
+                        "frame size {size} is above the maximum {max} for MTU {mtu} with {} \
+                         (sizes are inner frame sizes: {mtu} + {ETH_HEADER_LEN} Ethernet + {FCS} \
+                         FCS - {} of outer headers)",
+                        e.describe(),
+                        layout.shift
+                    ),
+                });
             }
-            let wire = size - FCS;
+            // On the wire (without FCS): the inner frame plus the outer headers.
+            let wire = size - FCS + layout.shift;
             let d = match wire_lens.iter().position(|&w| w == wire) {
                 Some(d) => d,
                 None => {
@@ -574,14 +628,34 @@ impl Frames {
         }
         let mut heads = vec![0u8; bytes as usize];
         let mut chunks = heads.chunks_exact_mut(layout.head_len);
+        let (mut frame, mut wrapped) = (Vec::new(), Vec::new());
         for flow in 0..spec.flows {
             let t = spec.tuple(flow);
             for &wire in &wire_lens {
                 let h = chunks.next().expect("sized above");
-                layout.build_head(spec, &t, wire, h);
+                let inner_len = wire - layout.shift;
+                match &spec.encap {
+                    None => inner.build_head(spec, &t, inner_len, h),
+                    Some(e) => {
+                        // The whole inner frame (lengths and the IPv6 outer checksum cover
+                        // the padding), wrapped, then its head kept.
+                        frame.clear();
+                        frame.resize(inner_len, 0);
+                        inner.build_head(spec, &t, inner_len, &mut frame[..inner.head_len]);
+                        e.wrap(&frame, spec.src_mac, spec.dst_mac, &mut wrapped)?;
+                        debug_assert_eq!(wrapped.len(), wire);
+                        h.copy_from_slice(&wrapped[..layout.head_len]);
+                    }
+                }
             }
         }
         Ok(Frames { layout, flows: spec.flows, wire_lens, order, heads })
+    }
+
+    /// Bytes of outer tunnel headers on every frame (0 without `--encap`): the wire size of a
+    /// frame is its `--size` plus this.
+    pub fn overhead(&self) -> usize {
+        self.layout.shift
     }
 
     /// The smallest frame size (including FCS) the template can carry: headers + trailer + FCS.
@@ -640,6 +714,20 @@ impl Frames {
             new = 0xffff;
         }
         out[c..c + 2].copy_from_slice(&new.to_be_bytes());
+        if ly.outer_csum != 0 {
+            // The IPv6 outer UDP checksum covers the inner frame: the same stamped words, plus
+            // the inner checksum going from `old` to `new` (RFC 1624 eqn. 3). Every field sits
+            // at an even offset from the outer UDP header (the inner frame starts 16 bytes +
+            // a multiple of 4 of Geneve options after it), so the word sums line up.
+            let oc = ly.outer_csum;
+            let outer = u16::from_be_bytes([out[oc], out[oc + 1]]);
+            let delta = combine(acc, combine(!old as u32, new as u32));
+            let mut o = finish(combine(!outer as u32, delta));
+            if o == 0 {
+                o = 0xffff;
+            }
+            out[oc..oc + 2].copy_from_slice(&o.to_be_bytes());
+        }
     }
 
     /// Length handed to the port (without FCS) of packet `n`.
@@ -674,66 +762,119 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 /// [`TRAILER_MAGIC`] at the start of the L4 payload), `None` otherwise. TTL, MACs and checksums
 /// are not looked at, so frames that crossed a router still match. An echo *reply* carrying
 /// our trailer (a host answering the ICMP template) is not one of ours: counting it would
-/// duplicate the sequence. Never panics.
+/// duplicate the sequence. Frames still in tunnel headers are looked into (VXLAN and Geneve on
+/// their IANA ports, IP-in-IP, up to [`MAX_UNWRAP`] levels): see [`Unwrap::read`]. Never
+/// panics.
 pub fn read_trailer(frame: &[u8]) -> Option<(u64, u64)> {
-    let mut off = 12;
-    let mut ethertype = be16(frame, off)?;
-    for _ in 0..2 {
-        if !matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
-            break;
-        }
-        off += 4;
-        ethertype = be16(frame, off)?;
+    Unwrap::default().read(frame)
+}
+
+/// Tunnel levels [`Unwrap::read`] looks through (as the dataplane's decap nesting limit).
+pub const MAX_UNWRAP: u8 = 4;
+
+impl Unwrap {
+    /// [`read_trailer`] with these UDP ports for VXLAN and Geneve: a frame that comes back
+    /// from the device under test still encapsulated (or decapsulated: the template alone) is
+    /// found either way.
+    pub fn read(&self, frame: &[u8]) -> Option<(u64, u64)> {
+        self.read_eth(frame, 0)
     }
-    let l3 = off + 2;
-    let (l4, proto, end, v6) = match ethertype {
-        ETHERTYPE_IPV4 => {
-            let vihl = *frame.get(l3)?;
-            let ihl = (vihl & 0x0f) as usize * 4;
-            if vihl >> 4 != 4 || ihl < IPV4_HEADER_LEN {
-                return None;
+
+    fn read_eth(&self, frame: &[u8], depth: u8) -> Option<(u64, u64)> {
+        let mut off = 12;
+        let mut ethertype = be16(frame, off)?;
+        for _ in 0..2 {
+            if !matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+                break;
             }
-            let total = be16(frame, l3 + 2)? as usize;
-            if be16(frame, l3 + 6)? & 0x1fff != 0 {
-                return None; // a non-first fragment
-            }
-            (l3 + ihl, *frame.get(l3 + 9)?, l3 + total, false)
+            off += 4;
+            ethertype = be16(frame, off)?;
         }
-        ETHERTYPE_IPV6 => {
-            if *frame.get(l3)? >> 4 != 6 {
-                return None;
-            }
-            let plen = be16(frame, l3 + 4)? as usize;
-            (l3 + IPV6_HEADER_LEN, *frame.get(l3 + 6)?, l3 + IPV6_HEADER_LEN + plen, true)
-        }
-        _ => return None,
-    };
-    let payload = match (proto, v6) {
-        (IPPROTO_UDP, _) => l4 + 8,
-        (IPPROTO_TCP, _) => {
-            let doff = (*frame.get(l4 + 12)? >> 4) as usize * 4;
-            if doff < 20 {
-                return None;
-            }
-            l4 + doff
-        }
-        (IPPROTO_ICMP, false) if *frame.get(l4)? == 8 => l4 + 8,
-        (IPPROTO_ICMPV6, true) if *frame.get(l4)? == 128 => l4 + 8,
-        _ => return None,
-    };
-    let t_end = payload + TRAILER_LEN;
-    if t_end > end {
-        return None; // the IP length says the trailer is not there
+        self.read_ip(frame, off + 2, ethertype, depth)
     }
-    let t = frame.get(payload..t_end)?;
-    if t[TRAILER_MAGIC_OFFSET..TRAILER_MAGIC_OFFSET + 2] != TRAILER_MAGIC {
-        return None;
+
+    /// The IP packet at `l3` of `frame`, of `ethertype`.
+    fn read_ip(&self, frame: &[u8], l3: usize, ethertype: u16, depth: u8) -> Option<(u64, u64)> {
+        let (l4, proto, end, v6) = match ethertype {
+            ETHERTYPE_IPV4 => {
+                let vihl = *frame.get(l3)?;
+                let ihl = (vihl & 0x0f) as usize * 4;
+                if vihl >> 4 != 4 || ihl < IPV4_HEADER_LEN {
+                    return None;
+                }
+                let total = be16(frame, l3 + 2)? as usize;
+                if be16(frame, l3 + 6)? & 0x1fff != 0 {
+                    return None; // a non-first fragment
+                }
+                (l3 + ihl, *frame.get(l3 + 9)?, l3 + total, false)
+            }
+            ETHERTYPE_IPV6 => {
+                if *frame.get(l3)? >> 4 != 6 {
+                    return None;
+                }
+                let plen = be16(frame, l3 + 4)? as usize;
+                (l3 + IPV6_HEADER_LEN, *frame.get(l3 + 6)?, l3 + IPV6_HEADER_LEN + plen, true)
+            }
+            _ => return None,
+        };
+        // What a tunnel carries ends where the outer IP packet does (not at Ethernet padding).
+        let inner = |at: usize| frame.get(at..end.min(frame.len()));
+        let deeper = depth < MAX_UNWRAP;
+        let payload = match (proto, v6) {
+            (IPPROTO_UDP, _) => {
+                let payload = l4 + 8;
+                if frame.get(payload..payload + 2) != Some(&TRAILER_MAGIC[..]) && deeper {
+                    let port = be16(frame, l4 + 2)?;
+                    let body = inner(payload)?;
+                    if port == self.vxlan_port {
+                        let v = ferroplane_tunnels::vxlan::VxlanPacket::new_checked(body).ok()?;
+                        return self.read_eth(v.inner(), depth + 1);
+                    }
+                    if port == self.geneve_port {
+                        use ferroplane_tunnels::geneve;
+                        let g = geneve::GenevePacket::new_checked(body).ok()?;
+                        return match g.protocol() {
+                            geneve::PROTO_ETHERNET => self.read_eth(g.payload(), depth + 1),
+                            p @ (ETHERTYPE_IPV4 | ETHERTYPE_IPV6) => {
+                                self.read_ip(g.payload(), 0, p, depth + 1)
+                            }
+                            _ => None,
+                        };
+                    }
+                }
+                payload
+            }
+            (IPPROTO_IPIP, _) if deeper => {
+                return self.read_ip(inner(l4)?, 0, ETHERTYPE_IPV4, depth + 1)
+            }
+            (IPPROTO_IPV6_IN_IP, _) if deeper => {
+                return self.read_ip(inner(l4)?, 0, ETHERTYPE_IPV6, depth + 1)
+            }
+            (IPPROTO_TCP, _) => {
+                let doff = (*frame.get(l4 + 12)? >> 4) as usize * 4;
+                if doff < 20 {
+                    return None;
+                }
+                l4 + doff
+            }
+            (IPPROTO_ICMP, false) if *frame.get(l4)? == 8 => l4 + 8,
+            (IPPROTO_ICMPV6, true) if *frame.get(l4)? == 128 => l4 + 8,
+            _ => return None,
+        };
+        let t_end = payload + TRAILER_LEN;
+        if t_end > end {
+            return None; // the IP length says the trailer is not there
+        }
+        let t = frame.get(payload..t_end)?;
+        if t[TRAILER_MAGIC_OFFSET..TRAILER_MAGIC_OFFSET + 2] != TRAILER_MAGIC {
+            return None;
+        }
+        let mut seq = [0u8; 8];
+        seq[2..].copy_from_slice(&t[TRAILER_SEQ_OFFSET..TRAILER_SEQ_OFFSET + 6]);
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&t[TRAILER_TS_OFFSET..TRAILER_TS_OFFSET + 8]);
+        Some((u64::from_be_bytes(seq), u64::from_be_bytes(ts)))
     }
-    let mut seq = [0u8; 8];
-    seq[2..].copy_from_slice(&t[TRAILER_SEQ_OFFSET..TRAILER_SEQ_OFFSET + 6]);
-    let mut ts = [0u8; 8];
-    ts.copy_from_slice(&t[TRAILER_TS_OFFSET..TRAILER_TS_OFFSET + 8]);
-    Some((u64::from_be_bytes(seq), u64::from_be_bytes(ts)))
 }
 
 #[cfg(test)]
@@ -763,6 +904,7 @@ mod tests {
             src_mac: MAC_A,
             dst_mac: MAC_B,
             ttl: 64,
+            encap: None,
         }
     }
 
