@@ -243,6 +243,7 @@ fn multipoint_tunnel_added_at_run_time_learns_the_kernel_vtep_and_is_deleted() {
             .any(|l| l.contains(&vtep_mac) && l.contains("10.2.0.2") && l.contains("learned")),
         "h2's VTEP MAC {vtep_mac} not learned:\n{fdb}"
     );
+    eprintln!("$ fpctl tunnel show\n{show}$ fpctl fdb show mp0\n{fdb}");
     let cfg = fpctl(&b, &["config", "show"]);
     assert!(cfg.contains("[[tunnel]]") && cfg.contains("name = \"mp0\""), "{cfg}");
     // A tunnel still used by a route is not deleted.
