@@ -8,7 +8,9 @@ use ferroplane_testbed::{scratch_dir, workspace_bin};
 #[test]
 fn check_accepts_the_examples() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    for ex in ["examples/router.toml", "examples/router-afxdp.toml"] {
+    for ex in
+        ["examples/router.toml", "examples/router-afxdp.toml", "examples/gateway-tunnels.toml"]
+    {
         let o = Command::new(workspace_bin("ferroplane"))
             .arg("check")
             .arg("-c")

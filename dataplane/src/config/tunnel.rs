@@ -515,3 +515,69 @@ pub(super) fn check_tunnels(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_str;
+
+    const BASE: &str = "[dataplane]\nworkers = [1]\n[[port]]\nname = \"p\"\ndriver = \"memory\"\nmac = \"02:00:00:00:00:01\"\naddresses = [\"10.2.0.1/24\", \"2001:db8::1/64\"]\n";
+
+    fn errors(extra: &str) -> Vec<String> {
+        let text = format!("{BASE}{extra}");
+        parse_str(&text, "t.toml").unwrap_err().0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_are_derived_and_the_file_round_trips() {
+        let text = format!(
+            "{BASE}[[tunnel]]\nname = \"vx0\"\nkind = \"vxlan\"\nlocal = \"10.2.0.1\"\nvni = 5\naddresses = [\"10.9.0.1/24\"]\n[[tunnel.fdb]]\nmac = \"00:00:00:00:00:00\"\nremote = \"10.2.0.7\"\n[[tunnel]]\nname = \"g6\"\nkind = \"geneve\"\nlocal = \"2001:db8::1\"\nremote = \"2001:db8::2\"\nvni = 6\nudp_checksum = false\noptions = [{{ class = 258, type = 129, data = \"01020304\" }}]\n[[tunnel]]\nname = \"ip\"\nkind = \"ipip\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.3\"\n[[route]]\nprefix = \"10.8.0.0/16\"\nnexthops = [{{ via = \"10.9.0.2\" }}]\n[[route]]\nprefix = \"10.7.0.0/16\"\nnexthops = [{{ dev = \"ip\" }}]\n[[neighbor]]\naddress = \"10.9.0.2\"\nmac = \"02:00:00:00:09:02\"\nport = \"vx0\"\n"
+        );
+        let cfg = parse_str(&text, "t.toml").unwrap();
+        let [vx, g6, ip] = cfg.tunnels.as_slice() else { panic!("{:?}", cfg.tunnels) };
+        assert_eq!((vx.dst_port, vx.ttl, vx.effective_mtu(1500)), (4789, 64, 1450));
+        assert_eq!((g6.dst_port, g6.effective_mtu(1500)), (6081, 1500 - 40 - 8 - 8 - 8 - 14));
+        assert_eq!(ip.effective_mtu(1500), 1480);
+        assert!(!g6.udp_checksum);
+        assert_eq!(g6.encoded_options(), [1, 2, 129, 1, 1, 2, 3, 4]);
+        // The derived MAC is a stable, unicast, locally administered function of the name.
+        let m = vx.mac_or_derived();
+        assert_eq!(m[0], 0x02);
+        assert_eq!(m, parse_str(&text, "t.toml").unwrap().tunnels[0].mac_or_derived());
+        assert_ne!(m, g6.mac_or_derived());
+        let back = parse_str(&cfg.to_toml(), "back.toml").unwrap();
+        assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn every_tunnel_error_is_reported_with_its_place() {
+        let e = errors(
+            "[[tunnel]]\nname = \"p\"\nkind = \"vxlan\"\nlocal = \"10.2.0.9\"\nremote = \"2001:db8::5\"\nvni = 16777216\nttl = 0\n\
+             [[tunnel]]\nname = \"ip\"\nkind = \"ipip\"\nlocal = \"10.2.0.1\"\nvni = 3\nmac = \"02:00:00:00:00:09\"\n\
+             [[tunnel]]\nname = \"g\"\nkind = \"geneve\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.1\"\nvni = 1\ndst_port = 4789\noptions = [{ class = 1, type = 2, data = \"010203\" }]\nmtu = 1490\n\
+             [[tunnel]]\nname = \"v\"\nkind = \"vxlan\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.4\"\nvni = 9\n\
+             [[tunnel]]\nname = \"w\"\nkind = \"wireguard\"\n\
+             [[tunnel]]\nname = \"x\"\nkind = \"vxlan\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.4\"\nvni = 9\n[[tunnel.fdb]]\nmac = \"00:00:00:00:00:00\"\nremote = \"10.2.0.5\"\n\
+             [[neighbor]]\naddress = \"10.2.0.3\"\nmac = \"02:00:00:00:00:03\"\nport = \"ip\"\n",
+        );
+        let want = [
+            "t.toml:9:8: tunnel[0].name: name `p` is already a port or tunnel",
+            "t.toml:11:9: tunnel[0].local: 10.2.0.9 is not an address of any port",
+            "t.toml:12:10: tunnel[0].remote: remote and local are of different address families",
+            "t.toml:13:7: tunnel[0].vni: vni must be 0..=16777215 (24 bits)",
+            "t.toml:14:7: tunnel[0].ttl: ttl must be 1..=255",
+            "t.toml:15:1: tunnel[1].remote: an ipip tunnel is point-to-point: it needs `remote`",
+            "t.toml:19:7: tunnel[1].vni: ipip tunnels have no VNI",
+            "t.toml:20:7: tunnel[1].mac: ipip tunnels have no link layer",
+            "t.toml:21:1: tunnel[2].dst_port: UDP port 4789 is used by a vxlan tunnel: one port, one header format",
+            "t.toml:25:10: tunnel[2].remote: 10.2.0.1 is our own address: a tunnel to itself loops",
+            "t.toml:28:42: tunnel[2].options[0].data: data is hex, a multiple of 4 bytes, at most 124 bytes",
+            "t.toml:29:7: tunnel[2].mtu: mtu must be 68..=1446: the underlay port's 1500 minus 54 bytes of tunnel overhead",
+            "t.toml:38:8: tunnel[4].kind: wireguard tunnels are not supported by this version of ferroplane",
+            "t.toml:39:1: tunnel[5].vni: another tunnel already receives the same local, vni and remote",
+            "t.toml:46:7: tunnel[5].fdb: fdb entries belong to multipoint vxlan/geneve tunnels (no `remote`)",
+            "t.toml:49:11: neighbor[0].address: 10.2.0.3 is not inside `ip`'s subnets",
+            "t.toml:51:8: neighbor[0].port: `ip` is an ipip tunnel: it has no link layer, so no neighbours",
+        ];
+        assert_eq!(e, want, "\n{}", e.join("\n"));
+    }
+}
