@@ -373,9 +373,11 @@ impl ControlPlane {
         // Tunnels changed: the interface set changes, so the routes are rebuilt from the new
         // file in one go (the file check proved they resolve against its interfaces); the
         // unchanged tunnels keep their interface ids.
+        let old: Vec<RouteConfig> = self.routes.configured().cloned().collect();
         let old_tunnels = self.tunnels.configs();
         let mut tunnel_changes = 0;
-        if new.tunnels != old_tunnels {
+        let rebuilt = new.tunnels != old_tunnels;
+        if rebuilt {
             let mut next = self.tunnels.clone();
             for t in old_tunnels.iter().filter(|t| !new.tunnels.contains(t)) {
                 next.del(&t.name);
@@ -389,7 +391,6 @@ impl ControlPlane {
         }
         // Every route and neighbour of the new file is valid against these ports (the file
         // check above did that), so what follows cannot fail half-way.
-        let old: Vec<RouteConfig> = self.routes.configured().cloned().collect();
         let new_keys: std::collections::HashSet<Prefix> =
             new.routes.iter().map(|r| r.prefix).collect();
         let old_map: std::collections::HashMap<Prefix, &RouteConfig> =
@@ -397,7 +398,9 @@ impl ControlPlane {
         let (mut added, mut replaced, mut removed) = (0, 0, 0);
         for r in &old {
             if !new_keys.contains(&r.prefix) {
-                self.routes.del(&r.prefix).map_err(invalid)?;
+                if !rebuilt {
+                    self.routes.del(&r.prefix).map_err(invalid)?;
+                }
                 removed += 1;
             }
         }
@@ -407,22 +410,30 @@ impl ControlPlane {
                 Some(_) => replaced += 1,
                 None => added += 1,
             }
-            self.routes.add(r.clone()).map_err(invalid)?;
+            if !rebuilt {
+                self.routes.add(r.clone()).map_err(invalid)?;
+            }
         }
+        // After a rebuild the interface ids may have moved: every static neighbour is set
+        // again (removing first what the old file had).
         let mut neigh = 0;
         for n in &self.neighbors.clone() {
-            if !new.neighbors.contains(n) {
+            if rebuilt || !new.neighbors.contains(n) {
                 if let Ok(id) = self.port_id(&n.port) {
                     slow.remove_neighbour(id, &addr_from_ip(n.address));
                 }
-                neigh += 1;
+                if !new.neighbors.contains(n) {
+                    neigh += 1;
+                }
             }
         }
         for n in &new.neighbors {
-            if !self.neighbors.contains(n) {
+            if rebuilt || !self.neighbors.contains(n) {
                 let id = self.port_id(&n.port)?;
                 slow.add_static_neighbour(id, addr_from_ip(n.address), n.mac.0);
-                neigh += 1;
+                if !self.neighbors.contains(n) {
+                    neigh += 1;
+                }
             }
         }
         self.neighbors = new.neighbors;
@@ -524,5 +535,138 @@ fn at(e: Reply, list: &str, i: usize) -> Reply {
             Reply::Error { code, message: format!("{list}[{i}]: {message}; nothing was applied") }
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroplane_pipeline::flow::v4_mapped;
+    use ferroplane_pipeline::slowpath::SlowPathConfig;
+
+    const FILE: &str = r#"
+[dataplane]
+workers = [1]
+[[port]]
+name = "a"
+driver = "memory"
+mac = "02:00:00:00:00:01"
+addresses = ["10.1.0.1/24"]
+[[port]]
+name = "b"
+driver = "memory"
+mac = "02:00:00:00:00:02"
+addresses = ["10.2.0.1/24"]
+[[tunnel]]
+name = "vx0"
+kind = "vxlan"
+local = "10.2.0.1"
+remote = "10.2.0.2"
+vni = 100
+addresses = ["10.100.0.1/24"]
+[[route]]
+prefix = "10.200.0.0/24"
+nexthops = [{ via = "10.100.0.2" }]
+"#;
+
+    const GENEVE: &str = "[[tunnel]]\nname = \"gn\"\nkind = \"geneve\"\nlocal = \"10.2.0.1\"\nvni = 7\naddresses = [\"10.107.0.1/24\"]\n[[tunnel.fdb]]\nmac = \"00:00:00:00:00:00\"\nremote = \"10.2.0.9\"\n";
+
+    fn setup() -> (ControlPlane, TableHandle, SlowPath) {
+        let cfg = config::parse_str(FILE, "t.toml").unwrap();
+        let mut t = crate::assemble::build_tables(&cfg, &|_| None).unwrap();
+        let cp = ControlPlane::new(&cfg, t.ports.clone()).unwrap();
+        cp.install(&mut t);
+        let slow = SlowPath::new(&t, SlowPathConfig::default());
+        (cp, TableHandle::new(t), slow)
+    }
+
+    fn ok(cp: &mut ControlPlane, slow: &mut SlowPath, h: &TableHandle, req: Request) -> String {
+        let r = match cp.stage(req, slow) {
+            Staged::Reply(r) => r,
+            Staged::Read(_) => panic!("not a change"),
+        };
+        cp.commit(slow, h).unwrap();
+        match r {
+            Reply::Ok { message } => message,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tunnels_come_and_go_at_run_time_without_renumbering_the_others() {
+        let (mut cp, h, mut slow) = setup();
+        let t = h.load_full();
+        assert_eq!(t.tunnels.by_name("vx0").map(|t| t.iface), Some(2));
+        assert!(t.is_local(&v4_mapped([10, 100, 0, 1])));
+        // Add a multipoint Geneve tunnel: interface 3, its address is ours, its flood entry live.
+        let m = ok(&mut cp, &mut slow, &h, Request::TunnelAdd { toml: GENEVE.into() });
+        assert!(m.contains("interface 3"), "{m}");
+        let t = h.load_full();
+        assert_eq!(t.ports.len(), 4);
+        assert!(t.is_local(&v4_mapped([10, 107, 0, 1])));
+        assert_eq!(t.fdb_remote(3, &[0xff; 6]), Some(v4_mapped([10, 2, 0, 9])));
+        assert!(t.route(&v4_mapped([10, 107, 0, 5])).is_some());
+        // A learned MAC shows up in the next snapshot; a static entry is not overridden.
+        cp.fdb_learn(FdbLearn {
+            iface: 3,
+            mac: [2, 0, 0, 0, 7, 2],
+            remote: v4_mapped([10, 2, 0, 7]),
+        });
+        cp.fdb_learn(FdbLearn { iface: 3, mac: [0; 6], remote: v4_mapped([10, 2, 0, 8]) });
+        cp.fdb_learn(FdbLearn {
+            iface: 2,
+            mac: [2, 0, 0, 0, 0, 9],
+            remote: v4_mapped([10, 2, 0, 8]),
+        });
+        cp.commit(&mut slow, &h).unwrap();
+        let t = h.load_full();
+        assert_eq!(t.fdb_remote(3, &[2, 0, 0, 0, 7, 2]), Some(v4_mapped([10, 2, 0, 7])));
+        assert_eq!(t.fdb_remote(3, &[0; 6]), Some(v4_mapped([10, 2, 0, 9])));
+        assert_eq!(t.fdb.len(), 2, "a point-to-point tunnel learns nothing");
+        let Reply::Fdb { entries } = cp.read(Request::FdbShow { tunnel: Some("gn".into()) }, &slow)
+        else {
+            panic!()
+        };
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].state, "learned");
+        // vx0 still carries a route (via its subnet): refused, nothing changes.
+        match cp.stage(Request::TunnelDel { name: "vx0".into() }, &mut slow) {
+            Staged::Reply(Reply::Error { message, .. }) => {
+                assert!(message.contains("routes still lead into tunnel `vx0`"), "{message}")
+            }
+            _ => panic!("deleting a routed tunnel must fail"),
+        }
+        cp.commit(&mut slow, &h).unwrap();
+        assert!(h.load().tunnels.by_name("vx0").is_some());
+        // A file without vx0 and its route: both go in one apply; gn keeps interface 3.
+        let mut text = FILE.replace(
+            "[[tunnel]]\nname = \"vx0\"\nkind = \"vxlan\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.2\"\nvni = 100\naddresses = [\"10.100.0.1/24\"]\n[[route]]\nprefix = \"10.200.0.0/24\"\nnexthops = [{ via = \"10.100.0.2\" }]\n",
+            "",
+        );
+        text.push_str(GENEVE);
+        let m = ok(&mut cp, &mut slow, &h, Request::ConfigApply { toml: text, source: None });
+        assert!(m.contains("1 removed") && m.contains("1 tunnel change(s)"), "{m}");
+        let t = h.load_full();
+        assert!(t.tunnels.by_name("vx0").is_none());
+        assert_eq!(t.tunnels.by_name("gn").map(|t| t.iface), Some(3));
+        assert!(!t.is_local(&v4_mapped([10, 100, 0, 1])));
+        assert!(t.route(&v4_mapped([10, 200, 0, 1])).is_none());
+        assert_eq!(t.fdb_remote(3, &[2, 0, 0, 0, 7, 2]), Some(v4_mapped([10, 2, 0, 7])));
+        // The freed slot is reused by the next tunnel; config show round-trips.
+        let vx = "[[tunnel]]\nname = \"vx1\"\nkind = \"vxlan\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.3\"\nvni = 1\n";
+        let m = ok(&mut cp, &mut slow, &h, Request::TunnelAdd { toml: vx.into() });
+        assert!(m.contains("interface 2"), "{m}");
+        let Reply::Config { toml } = cp.read(Request::ConfigShow, &slow) else { panic!() };
+        let back = config::parse_str(&toml, "show").unwrap();
+        assert_eq!(back.tunnels.len(), 2);
+        let names: Vec<_> = back.tunnels.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["vx1", "gn"], "slot order");
+        // A bad section changes nothing.
+        match cp.stage(Request::TunnelAdd { toml: vx.replace("vx1", "vx2") }, &mut slow) {
+            Staged::Reply(Reply::Error { message, .. }) => {
+                assert!(message.contains("same local, vni and remote"), "{message}")
+            }
+            _ => panic!("a duplicate tunnel must be refused"),
+        }
     }
 }
