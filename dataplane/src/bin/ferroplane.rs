@@ -168,9 +168,10 @@ fn main() -> ExitCode {
         Cmd::Check { config } => match load(&config) {
             Ok(cfg) => {
                 println!(
-                    "{}: ok ({} ports, {} routes, {} neighbors)",
+                    "{}: ok ({} ports, {} tunnels, {} routes, {} neighbors)",
                     config.display(),
                     cfg.ports.len(),
+                    cfg.tunnels.len(),
                     cfg.routes.len(),
                     cfg.neighbors.len()
                 );
