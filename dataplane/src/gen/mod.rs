@@ -436,6 +436,7 @@ impl Gen {
             &self.args.rate,
         );
         report.search = None;
+        report.encap = self.spec.encap.as_ref().map(Encap::describe);
         if let Some(path) = &self.args.plot {
             report::plot(&report, out.receiver.as_ref(), path)?;
         }
@@ -518,6 +519,7 @@ impl Gen {
             &self.args.rate,
         );
         report.search = Some(points);
+        report.encap = self.spec.encap.as_ref().map(Encap::describe);
         if let Some(path) = &self.args.plot {
             report::plot(&report, last.receiver.as_ref(), path)?;
         }

@@ -286,6 +286,10 @@ pub struct Report {
     pub latency_ns: Option<LatencyNs>,
     /// RFC 2544 results when `--search` ran.
     pub search: Option<Vec<SearchPoint>>,
+    /// With `--encap`: the tunnel, e.g. `vxlan over IPv4 (+50 bytes of outer headers)`;
+    /// `sizes` are then inner frame sizes and the bit rates count the outer headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap: Option<String>,
 }
 
 impl Report {
@@ -326,6 +330,7 @@ impl Report {
             asked_rate: asked_rate.to_string(),
             latency_ns: rx.and_then(Receiver::latency),
             search: None,
+            encap: None,
         }
     }
 
@@ -347,6 +352,9 @@ impl Report {
             describe_sizes(&self.sizes),
             self.asked_rate
         );
+        if let Some(e) = &self.encap {
+            s += &format!("  encap      {e}: sizes are inner frames, bit rates count the wire\n");
+        }
         s += &format!(
             "  sent       {:>14} packets  {:>14.0} pps  {:>10.1} Mbit/s (L1)\n",
             self.tx_packets,
