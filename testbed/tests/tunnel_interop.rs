@@ -77,6 +77,7 @@ fn tunnel_of(case: &str) -> &'static str {
     match case {
         "geneve" => "gnv0",
         "vxlan" => "vx0",
+        "geneve6" => "gnv6",
         "ip4in4" | "ip6in4" => "ip4",
         "ip4in6" | "ip6in6" => "ip6",
         _ => panic!("unknown case {case}"),
@@ -106,6 +107,17 @@ ttl = 50
 mac = "02:00:00:00:0b:01""#,
             101,
             Some("02:00:00:00:0b:02"),
+        ),
+        "gnv6" => (
+            r#"kind = "geneve"
+local = "2001:db8:2::1"
+remote = "2001:db8:2::2"
+vni = 6000
+ttl = 41
+mac = "02:00:00:00:0c:01"
+options = [{ class = 0x0102, type = 0x01, data = "0a0b0c0d" }, { class = 0xffff, type = 0x22 }]"#,
+            104,
+            Some("02:00:00:00:0c:02"),
         ),
         "ip4" => (
             r#"kind = "ipip"
@@ -142,6 +154,7 @@ fn routes_into(name: &str) -> String {
     let overlay = match name {
         "gnv0" => 100,
         "vx0" => 101,
+        "gnv6" => 104,
         _ => 0,
     };
     let (v4, v6) = if overlay == 0 {
@@ -160,7 +173,7 @@ fn routes_into(name: &str) -> String {
 const SCAPY: &str = r#"
 import os, sys
 from scapy.all import Ether, IP, UDP, ICMP, ARP, Raw, rdpcap, wrpcap, NoPayload, IPerror
-from scapy.layers.inet6 import IPv6, ICMPv6PacketTooBig
+from scapy.layers.inet6 import IPv6, ICMPv6PacketTooBig, ICMPv6EchoRequest, ICMPv6EchoReply, ICMPv6TimeExceeded
 from scapy.layers.vxlan import VXLAN
 from scapy.contrib.geneve import GENEVE, GeneveOptions
 
@@ -170,10 +183,12 @@ T = {
                    mac="02:00:00:00:0a:01", nbr="02:00:00:00:0a:02", ov="10.100.0", mtu=1500 - 62),
     "vxlan": dict(kind="vxlan", v6=False, inner6=False, vni=100, ttl=50, dport=4789,
                   mac="02:00:00:00:0b:01", nbr="02:00:00:00:0b:02", ov="10.101.0", mtu=1500 - 50),
-    "ip4in4": dict(kind="ipip", v6=False, inner6=False, ttl=30, mtu=1480),
-    "ip6in4": dict(kind="ipip", v6=False, inner6=True, ttl=30, mtu=1480),
-    "ip4in6": dict(kind="ipip", v6=True, inner6=False, ttl=31, mtu=1460),
-    "ip6in6": dict(kind="ipip", v6=True, inner6=True, ttl=31, mtu=1460),
+    "geneve6": dict(kind="geneve", v6=True, inner6=True, vni=6000, ttl=41, dport=6081,
+                    mac="02:00:00:00:0c:01", nbr="02:00:00:00:0c:02", ov="10.104.0", mtu=1500 - 82),
+    "ip4in4": dict(kind="ipip", v6=False, inner6=False, ttl=30, mtu=1480, ov="10.102.0"),
+    "ip6in4": dict(kind="ipip", v6=False, inner6=True, ttl=30, mtu=1480, ov="10.102.0"),
+    "ip4in6": dict(kind="ipip", v6=True, inner6=False, ttl=31, mtu=1460, ov="10.103.0"),
+    "ip6in6": dict(kind="ipip", v6=True, inner6=True, ttl=31, mtu=1460, ov="10.103.0"),
 }
 OPTS = [(0x0102, 0x01, bytes.fromhex("0a0b0c0d")), (0xffff, 0x22, b"")]
 PAYLOAD = b"ferroplane tunnel interop " * 2
@@ -213,6 +228,8 @@ def checksums(p):
                 setattr(nth(q, i), f, None)
                 want = getattr(nth(p.__class__(bytes(q)), i), f)
                 check(got == want, "%s checksum 0x%04x, scapy computes 0x%04x in %r" % (layer.name, got, want, p))
+        if isinstance(layer, IP) and (layer.flags.MF or layer.frag):
+            break  # a fragment: its transport checksum covers bytes in other fragments
         layer, i = layer.payload, i + 1
 
 def toward_far(c):
@@ -252,7 +269,8 @@ def outer(c, inner, vni=None, opts=None, src4="10.2.0.2", critical=0):
     VXLAN/Geneve, IP for IPIP)."""
     e = Ether(src=PEER, dst=RIGHT)
     if c["v6"]:
-        o = e / IPv6(src="2001:db8:2::2", dst="2001:db8:2::1", hlim=64, nh=41 if isinstance(inner, IPv6) else 4)
+        nh = 17 if c["kind"] != "ipip" else 41 if isinstance(inner, IPv6) else 4
+        o = e / IPv6(src="2001:db8:2::2", dst="2001:db8:2::1", hlim=64, nh=nh)
     else:
         o = e / IP(src=src4, dst="10.2.0.1", ttl=64, flags="DF",
                    proto={"geneve": 17, "vxlan": 17}.get(c["kind"], 41 if isinstance(inner, IPv6) else 4))
@@ -300,6 +318,9 @@ def check_outer(c, p, what):
     check(u.len == len(u), "%s: UDP length %d of %d" % (what, u.len, len(u)))
     if not c["v6"]:
         check(u.chksum == 0, "%s: IPv4 outer UDP checksum 0x%04x, ferroplane sends zero" % (what, u.chksum))
+    else:
+        # IPv6: computed (udp_checksum defaults to true); `checksums` compares it with scapy's.
+        check(u.chksum != 0, "%s: IPv6 outer UDP checksum zero" % what)
     if c["kind"] == "geneve":
         g = u.payload
         check(isinstance(g, GENEVE), "%s: not Geneve: %r" % (what, u))
@@ -314,6 +335,10 @@ def check_outer(c, p, what):
     check(isinstance(v, VXLAN), "%s: not VXLAN: %r" % (what, u))
     check(v.flags == 0x08 and v.vni == c["vni"], "%s: VXLAN flags 0x%02x VNI %d" % (what, int(v.flags), v.vni))
     return v.payload
+
+def ov6(c):
+    """The overlay's IPv6 prefix: 10.N.0 -> fd00:N::."""
+    return "fd00:%s::" % c["ov"].split(".")[1]
 
 def frames(path):
     return [Ether(bytes(p)) for p in rdpcap(path)]
@@ -379,11 +404,13 @@ def run(mode, case, F):
         print("ok arp", case, f[0].summary(), "|", f[1].summary())
     elif mode == "gen-mtu":
         m, c6 = c["mtu"], dict(c, inner6=True)
-        wrpcap(F("in"), [at(sized(c, m), 1), at(sized(c, m + 1), 2), at(sized(c6, m), 3), at(sized(c6, m + 1), 4)])
+        c4 = dict(c, inner6=False)
+        wrpcap(F("in"), [at(sized(c4, m), 1), at(sized(c4, m + 1), 2), at(sized(c6, m), 3), at(sized(c6, m + 1), 4),
+                         at(sized(c4, m + 1, df=False), 5)])
     elif mode == "check-mtu":
         m = c["mtu"]
         f = frames(F("right"))
-        check(len(f) == 2, "%d frames on the underlay port, want the two packets of exactly the MTU" % len(f))
+        check(len(f) == 4, "%d frames on the underlay port, want the two packets of exactly the MTU and two fragments" % len(f))
         for p, six in zip(f, (False, True)):
             checksums(p)
             inner = check_outer(dict(c, inner6=six), p, "MTU-sized")
@@ -391,6 +418,20 @@ def run(mode, case, F):
             check(len(ip) == m, "inner %d bytes, want %d" % (len(ip), m))
             o = p[1]
             check(len(o) == 1500, "outer packet %d bytes, want the underlay MTU 1500" % len(o))
+        # The DF-clear packet one byte over the MTU: fragmented (RFC 791), then encapsulated.
+        frags = []
+        for p in f[2:]:
+            checksums(p)
+            inner = check_outer(dict(c, inner6=False), p, "fragment")
+            frags.append(inner[IP])
+            check(len(inner[IP]) <= m and len(p[1]) <= 1500, "fragment of %d bytes, MTU %d" % (len(inner[IP]), m))
+        want = decremented(sized(c, m + 1, df=False)[1])
+        frags.sort(key=lambda x: x.frag)
+        check([x.flags.MF for x in frags] == [True, False] and all(x.id == want.id for x in frags), "fragments %r" % frags)
+        check(frags[0].frag == 0 and frags[1].frag * 8 == len(frags[0].payload), "fragment offsets %r" % frags)
+        data = b"".join(bytes(x.payload) for x in frags)
+        check(data == bytes(want.payload), "fragments do not reassemble to the packet")
+        check(all(x.ttl == 63 and x.src == want.src and x.dst == want.dst for x in frags), "fragment headers %r" % frags)
         back = frames(F("left"))
         check(len(back) == 2, "%d frames back to h1, want frag-needed and packet-too-big" % len(back))
         e4, e6 = back
@@ -406,6 +447,37 @@ def run(mode, case, F):
         check(ptb.mtu == m, "packet-too-big MTU %d, want %d" % (ptb.mtu, m))
         check(ptb.payload.src == "2001:db8:1::2" and ptb.payload.plen == m + 1 - 40, "quoted packet %r" % ptb.payload)
         print("ok mtu", case, m)
+    elif mode == "gen-slow":
+        # From the far network through the tunnel: an echo request to ferroplane's overlay
+        # address, and a packet for h1 with TTL / hop limit 1.
+        if c["inner6"]:
+            ping = IPv6(src="2001:db8:100::7", dst=ov6(c) + "1") / ICMPv6EchoRequest(id=0x77, seq=3, data=b"ping")
+            late = IPv6(src="2001:db8:100::7", dst="2001:db8:1::2", hlim=1) / UDP(sport=41000, dport=40000) / Raw(b"late")
+        else:
+            ping = IP(src="198.51.100.7", dst=c["ov"] + ".1") / ICMP(id=0x77, seq=3) / Raw(b"ping")
+            late = IP(src="198.51.100.7", dst="10.1.0.2", ttl=1) / UDP(sport=41000, dport=40000) / Raw(b"late")
+        wrap = (lambda l3: l3) if c["kind"] == "ipip" else (lambda l3: overlay_eth(c, l3))
+        wrpcap(F("in"), [at(outer(c, wrap(ping)), 1), at(outer(c, wrap(late)), 2)])
+    elif mode == "check-slow":
+        f = frames(F("right"))
+        check(len(f) == 2, "%d frames back into the tunnel, want echo reply + time exceeded: %r" % (len(f), f))
+        me = ov6(c) + "1" if c["inner6"] else c["ov"] + ".1"
+        for p, what in zip(f, ("echo reply", "time exceeded")):
+            checksums(p)
+            inner = check_outer(c, p, what)
+            if c["kind"] != "ipip":
+                check((inner.src, inner.dst) == (c["mac"], c["nbr"]), "%s: inner MACs %r" % (what, inner))
+            l3 = inner[IPv6] if c["inner6"] else inner[IP]
+            check((l3.src, l3.dst) == (me, "2001:db8:100::7" if c["inner6"] else "198.51.100.7"), "%s: %r" % (what, l3))
+        if c["inner6"]:
+            r, e = f[0][ICMPv6EchoReply], f[1][ICMPv6TimeExceeded]
+            check((r.id, r.seq, bytes(r.data)) == (0x77, 3, b"ping"), "echo reply %r" % r)
+            check(e.code == 0 and e.payload.dst == "2001:db8:1::2", "time exceeded %r" % e)
+        else:
+            r, e = f[0][ICMP], f[1][ICMP]
+            check((r.type, r.code, r.id, r.seq, bytes(r.payload)) == (0, 0, 0x77, 3, b"ping"), "echo reply %r" % r)
+            check((e.type, e.code) == (11, 0) and f[1][IPerror].dst == "10.1.0.2", "time exceeded %r" % e)
+        print("ok slow", case)
     else:
         fail("unknown mode " + mode)
 
@@ -518,6 +590,7 @@ fn stack(case: &str) -> &'static str {
     match case {
         "geneve" => "eth:ethertype:ip:udp:geneve:eth:ethertype:ip:udp:data",
         "vxlan" => "eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:udp:data",
+        "geneve6" => "eth:ethertype:ipv6:udp:geneve:eth:ethertype:ipv6:udp:data",
         "ip4in4" => "eth:ethertype:ip:ip:udp:data",
         "ip6in4" => "eth:ethertype:ip:ipv6:udp:data",
         "ip4in6" => "eth:ethertype:ipv6:ip:udp:data",
@@ -526,7 +599,9 @@ fn stack(case: &str) -> &'static str {
     }
 }
 
-const CASES: [&str; 6] = ["geneve", "vxlan", "ip4in4", "ip6in4", "ip4in6", "ip6in6"];
+/// Geneve over IPv4 and (carrying IPv6, with the outer UDP checksum) over IPv6, VXLAN, and the
+/// four IP-in-IP kinds.
+const CASES: [&str; 7] = ["geneve", "geneve6", "vxlan", "ip4in4", "ip6in4", "ip4in6", "ip6in6"];
 
 fn require_peers() {
     require_scapy();
@@ -655,7 +730,8 @@ fn replay_too_big_for_the_tunnel_mtu_gets_frag_needed_and_packet_too_big() {
     let dir = scratch_dir("tun-mtu");
     let d = paths(&dir);
     // Geneve with 12 bytes of options: 1500 - 62 = 1438; IPIP over IPv6: 1500 - 40 = 1460.
-    // Per tunnel: IPv4 and IPv6 packets of exactly the MTU pass, one byte more bounces.
+    // Per tunnel: IPv4 and IPv6 packets of exactly the MTU pass, one byte more bounces (DF set)
+    // or is fragmented (DF clear).
     let cases = ["geneve", "ip4in6"];
     scapy(&[&["gen-mtu", d.as_str()][..], &cases].concat());
     for case in cases {
@@ -667,7 +743,7 @@ fn replay_too_big_for_the_tunnel_mtu_gets_frag_needed_and_packet_too_big() {
             &[("left", &file(&dir, case, "in"))],
             &[("left", &left), ("right", &right)],
         );
-        assert_eq!(tshark_clean(&right).len(), 2, "{case}\n{}", r.stdout);
+        assert_eq!(tshark_clean(&right).len(), 4, "{case}\n{}", r.stdout);
         let back = tshark_clean(&left);
         assert_eq!(back.len(), 2, "{back:?}\n{}", r.stdout);
         assert!(back[0].starts_with("eth:ethertype:ip:icmp:ip:udp"), "{back:?}");
@@ -866,4 +942,29 @@ fn live_geneve_ping_through_a_scapy_peer() {
 #[test]
 fn live_ipip_ping_through_a_scapy_peer() {
     live_ping_through("ipip", "10.201.0.2", "eth:ethertype:ip:ip:icmp");
+}
+
+#[test]
+fn replay_slow_path_answers_go_back_through_the_tunnel() {
+    require_peers();
+    let dir = scratch_dir("tun-slow");
+    let d = paths(&dir);
+    // Echo replies from the overlay address and ICMP errors for packets that came out of the
+    // tunnel are sent by the slow path and encapsulated by the worker.
+    let cases = ["geneve", "vxlan", "ip4in4", "ip6in6"];
+    scapy(&[&["gen-slow", d.as_str()][..], &cases].concat());
+    for case in cases {
+        let t = tunnel_of(case);
+        let right = file(&dir, case, "right");
+        let r = replay(
+            &dir,
+            &config(&(tunnel_toml(t, true) + &routes_into(t))),
+            &[("right", &file(&dir, case, "in"))],
+            &[("right", &right), ("left", &file(&dir, case, "left"))],
+        );
+        assert_eq!(tshark_clean(&right).len(), 2, "{case}\n{}", r.stdout);
+    }
+    let out = scapy(&[&["check-slow", d.as_str()][..], &cases].concat());
+    assert_eq!(out.matches("ok slow").count(), cases.len(), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
 }
