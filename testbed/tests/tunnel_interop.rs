@@ -755,27 +755,35 @@ fn replay_too_big_for_the_tunnel_mtu_gets_frag_needed_and_packet_too_big() {
 }
 
 /// The far end of a live tunnel, in h2: reads h2's eth0 through an AF_PACKET socket, checks each
-/// Geneve/IPIP frame ferroplane sends (outer fields, VNI, options, inner TTL) and answers the ICMP
-/// echo requests inside with encapsulated echo replies. Bounded by `SECS` and `MAX` replies;
-/// prints one flushed line per frame (`request ...`, `bad ...`), so a kill loses nothing.
-/// argv: KIND (geneve|ipip) IFNAME ROUTER_MAC SECS MAX.
+/// Geneve/IPIP frame ferroplane sends (outer fields, VNI, options, inner TTL) and answers what is
+/// inside: ARP requests for the overlay peer 10.200.0.2 (Geneve: ferroplane resolves it through
+/// the tunnel) and ICMP / ICMPv6 echo requests, with encapsulated replies. Bounded by `SECS` and
+/// `MAX` replies; prints one flushed line per frame (`request ...`, `arp ...`, `bad ...`), so a
+/// kill loses nothing. argv: KIND (geneve|ipip) IFNAME ROUTER_MAC SECS MAX.
 const RESPONDER: &str = r#"
 import socket, sys, time
-from scapy.all import Ether, IP, UDP, ICMP, Raw
+from scapy.all import Ether, IP, UDP, ICMP, ARP, Raw
+from scapy.layers.inet6 import IPv6, ICMPv6EchoRequest, ICMPv6EchoReply
 from scapy.contrib.geneve import GENEVE, GeneveOptions
 
 kind, ifname, router_mac, secs, most = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 my_mac = open("/sys/class/net/%s/address" % ifname).read().strip()
+PEER_MAC = "02:00:00:00:c8:02"  # the overlay peer's MAC behind the Geneve tunnel
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.bind((ifname, 0))
 s.settimeout(0.2)
-# h2's kernel has no Geneve or IPIP: with a socket on the Geneve port and a raw IPIP socket it
+# h2's kernel has no Geneve or IPIP: with a socket on the Geneve port and raw IPIP sockets it
 # sends no port / protocol unreachable for the frames this script answers.
 quiet = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 quiet.bind(("10.2.0.2", 6081))
 quiet4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+quiet41 = socket.socket(socket.AF_INET, socket.SOCK_RAW, 41)
 OPTS = [(0x0102, 0x01, bytes.fromhex("0a0b0c0d")), (0xffff, 0x22, b"")]
 print("ready", my_mac, flush=True)
+
+def say(*a):
+    print(*a, flush=True)
+
 deadline, replies = time.time() + secs, 0
 while time.time() < deadline and replies < most:
     try:
@@ -788,6 +796,8 @@ while time.time() < deadline and replies < most:
     if IP not in p or p[IP].dst != "10.2.0.2":
         continue
     o, bad = p[IP], []
+    if (p.dst, o.src, o.ttl, o.flags.DF, o.frag) != (my_mac, "10.2.0.1", 64, True, 0):
+        bad.append("outer %s %r" % (p.dst, o))
     if kind == "geneve":
         if UDP not in p or p[UDP].dport != 6081:
             continue
@@ -800,38 +810,53 @@ while time.time() < deadline and replies < most:
         if not 49152 <= p[UDP].sport <= 65535 or p[UDP].chksum != 0:
             bad.append("UDP %r" % p[UDP])
         ie = g.payload
-        if (ie.src, ie.dst) != ("02:00:00:00:c8:01", "02:00:00:00:c8:02"):
-            bad.append("inner MACs %s -> %s" % (ie.src, ie.dst))
-        inner = ie[IP]
+        inner = ie.payload
     else:
-        if o.proto != 4:
+        if o.proto not in (4, 41):
             continue
-        inner = o.payload
-    if (p.dst, o.src, o.ttl, o.flags.DF) != (my_mac, "10.2.0.1", 64, True):
-        bad.append("outer %s %r" % (p.dst, o))
-    if ICMP not in inner or inner[ICMP].type != 8:
-        print("other", p.summary(), flush=True)
-        continue
-    if inner.ttl != 63:
-        bad.append("inner TTL %d" % inner.ttl)
-    print("request", inner.src, inner.dst, inner[ICMP].seq, flush=True)
+        ie, inner = None, o.payload
     for b in bad:
-        print("bad", b, flush=True)
-    i = inner[ICMP]
-    back = IP(src=inner.dst, dst=inner.src, ttl=64) / ICMP(type=0, id=i.id, seq=i.seq) / Raw(bytes(i.payload))
+        say("bad", b)
     e = Ether(src=my_mac, dst=router_mac) / IP(src="10.2.0.2", dst="10.2.0.1", ttl=64, flags="DF")
     if kind == "geneve":
         g = GENEVE(vni=7000, proto=0x6558, options=[GeneveOptions(classid=0x0102, type=0x01, data=b"\x01\x02\x03\x04")])
-        frame = e / UDP(sport=p[UDP].sport, dport=6081, chksum=0) / g / Ether(src=ie.dst, dst=ie.src) / back
+        e = e / UDP(sport=p[UDP].sport, dport=6081, chksum=0) / g / Ether(src=PEER_MAC, dst=ie.src)
+    if isinstance(inner, ARP):
+        q = inner
+        if q.op != 1 or q.pdst != "10.200.0.2":
+            say("other", p.summary())
+            continue
+        if (ie.dst, ie.src, q.hwsrc, q.psrc) != ("ff:ff:ff:ff:ff:ff", "02:00:00:00:c8:01", "02:00:00:00:c8:01", "10.200.0.1"):
+            say("bad", "ARP request %r" % ie)
+        say("arp who-has", q.pdst, "tell", q.psrc)
+        s.send(bytes(e / ARP(op=2, hwsrc=PEER_MAC, psrc=q.pdst, hwdst=q.hwsrc, pdst=q.psrc)))
+        continue
+    if kind == "geneve" and (ie.src, ie.dst) != ("02:00:00:00:c8:01", PEER_MAC):
+        say("bad", "inner MACs %s -> %s" % (ie.src, ie.dst))
+    if isinstance(inner, IP) and ICMP in inner and inner[ICMP].type == 8:
+        if inner.ttl != 63:
+            say("bad", "inner TTL %d" % inner.ttl)
+        i = inner[ICMP]
+        back = IP(src=inner.dst, dst=inner.src, ttl=64) / ICMP(type=0, id=i.id, seq=i.seq) / Raw(bytes(i.payload))
+    elif isinstance(inner, IPv6) and ICMPv6EchoRequest in inner:
+        if inner.hlim != 63:
+            say("bad", "inner hop limit %d" % inner.hlim)
+        i = inner[ICMPv6EchoRequest]
+        back = IPv6(src=inner.dst, dst=inner.src, hlim=64) / ICMPv6EchoReply(id=i.id, seq=i.seq, data=i.data)
     else:
-        frame = e / back
-    s.send(bytes(frame))
+        say("other", p.summary())
+        continue
+    say("request", inner.src, inner.dst, inner.payload.seq)
+    if kind == "ipip":
+        e[IP].proto = 41 if isinstance(back, IPv6) else 4
+    s.send(bytes(e / back))
     replies += 1
-print("done", replies, flush=True)
+say("done", replies)
 "#;
 
-/// Configuration appended to the live bed's: a Geneve tunnel (two options, static overlay
-/// neighbour) or an IPIP tunnel from the router's right port to h2.
+/// Configuration appended to the live bed's: a Geneve tunnel (two options; no static overlay
+/// neighbour, so ferroplane ARPs through the tunnel) or an IPIP tunnel (IPv4 and IPv6 inside)
+/// from the router's right port to h2.
 fn live_tunnel(kind: &str) -> &'static str {
     match kind {
         "geneve" => {
@@ -845,11 +870,6 @@ vni = 7000
 mac = "02:00:00:00:c8:01"
 addresses = ["10.200.0.1/24"]
 options = [{ class = 0x0102, type = 0x01, data = "0a0b0c0d" }, { class = 0xffff, type = 0x22 }]
-
-[[neighbor]]
-address = "10.200.0.2"
-mac = "02:00:00:00:c8:02"
-port = "gnv0"
 "#
         }
         _ => {
@@ -859,15 +879,15 @@ name = "ipip0"
 kind = "ipip"
 local = "10.2.0.1"
 remote = "10.2.0.2"
-addresses = ["10.201.0.1/24"]
+addresses = ["10.201.0.1/24", "fd00:201::1/64"]
 "#
         }
     }
 }
 
-/// h1 pings the far end of a `kind` tunnel whose remote end is [`RESPONDER`] in h2; a tshark
-/// capture on h2's eth0 must dissect every frame.
-fn live_ping_through(kind: &str, far: &str, stack: &str) {
+/// h1 pings each of `far` through a `kind` tunnel whose remote end is [`RESPONDER`] in h2; a
+/// tshark capture on h2's eth0 must dissect every frame, `stack` being the tunnelled ones.
+fn live_ping_through(kind: &str, far: &[&str], stack: &str) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_peers();
     let tunnel = live_tunnel(kind);
@@ -886,7 +906,10 @@ fn live_ping_through(kind: &str, far: &str, stack: &str) {
         .expect("start tshark");
     let start = Instant::now();
     while std::fs::metadata(&cap).map_or(0, |m| m.len()) < 24 {
-        assert!(start.elapsed() < Duration::from_secs(20), "tshark did not start capturing");
+        if start.elapsed() > Duration::from_secs(20) {
+            stop_gracefully(&mut tshark);
+            panic!("tshark did not start capturing on h2");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -900,11 +923,13 @@ fn live_ping_through(kind: &str, far: &str, stack: &str) {
     let mut lines = BufReader::new(responder.stdout.take().unwrap());
     let mut ready = String::new();
     lines.read_line(&mut ready).unwrap();
-    let ping = if ready.starts_with("ready") {
-        sh(&t.h1, &["ping", "-c", "5", "-i", "0.2", "-W", "2", far])
-    } else {
-        String::new()
-    };
+    let mut pings = Vec::new();
+    if ready.starts_with("ready") {
+        for dst in far {
+            let v6 = if dst.contains(':') { "-6" } else { "-4" };
+            pings.push(sh(&t.h1, &["ping", v6, "-c", "5", "-i", "0.2", "-W", "2", dst]));
+        }
+    }
     // The responder is bounded by its own deadline too; stop it now, by its PID (`ip netns
     // exec` execs python3).
     // SAFETY: kill(2) on a child we spawned and have not reaped.
@@ -923,25 +948,36 @@ fn live_ping_through(kind: &str, far: &str, stack: &str) {
         b.router.log_text()
     );
     assert!(ready.starts_with("ready"), "responder did not start\n{ctx}");
-    assert!(ping.contains("5 received, 0% packet loss"), "ping {far} from h1:\n{ping}\n{ctx}");
-    // The reply's inner TTL 64, one router hop after the tunnel.
-    assert!(ping.contains("ttl=63"), "{ping}");
-    assert!(log.matches("request 10.1.0.2 ").count() >= 5, "{ctx}");
+    for (dst, ping) in far.iter().zip(&pings) {
+        assert!(ping.contains("5 received, 0% packet loss"), "ping {dst} from h1:\n{ping}\n{ctx}");
+        // The reply's inner TTL 64, one router hop after the tunnel.
+        assert!(ping.contains("ttl=63"), "{ping}");
+        let seen = log.lines().filter(|l| l.starts_with("request") && l.contains(dst)).count();
+        assert_eq!(seen, 5, "echo requests for {dst} at the far end\n{ctx}");
+    }
     assert!(!log.contains("bad "), "frames ferroplane sent into the tunnel\n{ctx}");
+    if kind == "geneve" {
+        assert!(log.contains("arp who-has 10.200.0.2 tell 10.200.0.1"), "overlay ARP\n{ctx}");
+    }
     // tshark saw the requests and the replies, as tunnel frames, and nothing malformed.
     let frames = tshark_check(&cap, false);
     let tunnelled = frames.iter().filter(|f| f.starts_with(stack)).count();
-    assert!(tunnelled >= 10, "{tunnelled} tunnel frames of {stack} in {frames:#?}\n{ctx}");
+    assert!(tunnelled >= 10 * far.len(), "{tunnelled} frames of {stack} in {frames:#?}\n{ctx}");
 }
 
 #[test]
 fn live_geneve_ping_through_a_scapy_peer() {
-    live_ping_through("geneve", "10.200.0.2", "eth:ethertype:ip:udp:geneve:eth:ethertype:ip:icmp");
+    live_ping_through(
+        "geneve",
+        &["10.200.0.2"],
+        "eth:ethertype:ip:udp:geneve:eth:ethertype:ip:icmp",
+    );
 }
 
 #[test]
 fn live_ipip_ping_through_a_scapy_peer() {
-    live_ping_through("ipip", "10.201.0.2", "eth:ethertype:ip:ip:icmp");
+    // IPv4-in-IPv4 and IPv6-in-IPv4 over one tunnel.
+    live_ping_through("ipip", &["10.201.0.2", "fd00:201::2"], "eth:ethertype:ip:ip");
 }
 
 #[test]
