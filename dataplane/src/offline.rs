@@ -10,6 +10,7 @@ use ferroplane_pipeline::pool::Pool;
 use ferroplane_pipeline::slowpath::{SlowPath, SlowPathConfig, SlowPathCounters};
 use ferroplane_pipeline::stage::{Pipeline, BURST};
 use ferroplane_pipeline::tables::{TableHandle, Tables};
+use ferroplane_pipeline::verdict::DropReason;
 
 use ferroplane_tunnels::LearnQueue;
 
@@ -122,6 +123,10 @@ impl OfflineRouter {
             if let Some(p) = self.worker.ports_mut().get_mut(port as usize) {
                 if p.inject(data, ts) {
                     accepted += 1;
+                } else {
+                    // The burst is at most BURST frames, far below the ring: only a frame
+                    // bigger than a buffer is refused. Counted, never silently skipped.
+                    self.worker.counters().drops.inc(DropReason::FrameTooBig);
                 }
             }
         }

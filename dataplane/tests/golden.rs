@@ -467,3 +467,13 @@ fn neighbour_solicitation_for_us_is_advertised() {
     );
     let _ = IpNumber::UDP;
 }
+
+#[test]
+fn a_frame_bigger_than_a_buffer_is_a_counted_drop() {
+    let mut r = router();
+    let big = udp4(H_LEFT, R_LEFT, [10, 1, 0, 2], [10, 2, 0, 2], 64, &[0u8; 2000]);
+    let ok = udp4(H_LEFT, R_LEFT, [10, 1, 0, 2], [10, 2, 0, 2], 64, &[0u8; 100]);
+    let out = run(&mut r, &[(LEFT, big), (LEFT, ok)]);
+    assert_eq!(out.len(), 1, "the small frame still goes through");
+    assert_eq!(drops(&r, DropReason::FrameTooBig), 1);
+}

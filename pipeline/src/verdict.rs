@@ -110,6 +110,8 @@ reasons! {
         NoTxPort => "no_tx_port",
         /// No free buffer to receive into.
         NoBuffer => "no_buffer",
+        /// A frame longer than a packet buffer holds (replay input from a jumbo capture).
+        FrameTooBig => "frame_too_big",
         /// Slow path: the neighbour did not answer; queued packets are dropped.
         NeighbourUnresolved => "neighbour_unresolved",
         /// Slow path: too many packets already waiting for neighbours.
