@@ -2,7 +2,7 @@
 //! ring, both preallocated. It is the port of `ferroplane replay`, of the golden tests and of the
 //! benches; it exercises exactly the worker code that AF_XDP and DPDK ports do.
 
-use ferroplane_pipeline::buf::{PacketBuf, FRAME_SIZE};
+use ferroplane_pipeline::buf::{PacketBuf, FRAME_SIZE, HEADROOM};
 use ferroplane_pipeline::pool::Pool;
 
 use super::Port;
@@ -42,7 +42,8 @@ impl FrameRing {
 
     /// Appends a copy of `frame`; `false` when the ring is full or the frame too large.
     pub fn push(&mut self, frame: &[u8], stamp_ns: u64) -> bool {
-        if self.len == self.capacity() || frame.len() > FRAME_SIZE {
+        // A frame must fit a packet buffer behind its headroom, or it could not be received.
+        if self.len == self.capacity() || frame.len() > FRAME_SIZE - HEADROOM {
             return false;
         }
         let slot = (self.head + self.len) % self.capacity();
