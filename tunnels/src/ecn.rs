@@ -83,9 +83,11 @@ mod tests {
         set_ecn(&mut h, false, CE);
         assert_eq!(h[1], 0x03);
         assert!(checksum::verifies(&h));
-        let mut v6 = [0x6a, 0xb0, 0, 0];
-        assert_eq!(ds_field(&v6, true), 0xab);
+        // Traffic class 0xaa: DSCP 42 with ECT(0); CE sets the two low bits only.
+        let mut v6 = [0x6a, 0xa0, 0, 0];
+        assert_eq!(ds_field(&v6, true), 0xaa);
         set_ecn(&mut v6, true, CE);
-        assert_eq!(v6[..2], [0x6a, 0xf0]);
+        assert_eq!(v6[..2], [0x6a, 0xb0]);
+        assert_eq!(ds_field(&v6, true), 0xab);
     }
 }
