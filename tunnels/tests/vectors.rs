@@ -131,8 +131,7 @@ fn geneve_rfc8926_section3_header_and_options() {
     let mut f = frame.clone();
     f[at] |= 0x40;
     assert_eq!(verdict(&t, &f), Verdict::Drop(DropReason::TunnelBadHeader));
-    // The first option claiming 3 words: runs past the 20-byte options area... into the second
-    // option exactly; claiming 5 runs past it.
+    // The first option claiming 5 data words (24 bytes) in a 20-byte options area.
     let mut f = frame.clone();
     f[at + 8 + 3] = 5;
     assert_eq!(verdict(&t, &f), Verdict::Drop(DropReason::GeneveBadOption));
