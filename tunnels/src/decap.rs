@@ -206,8 +206,13 @@ impl DecapStage {
                 (tun, m.l4_offset as usize, Some(et))
             }
         };
-        let (iface, tun_vni, multipoint_l2) =
-            (tunnel.iface, tunnel.vni, tunnel.remote.is_none() && tunnel.kind.l2());
+        // Only a real inner Ethernet header teaches the FDB anything (an inner IP packet gets
+        // a synthetic header carrying our own MAC).
+        let (iface, tun_vni, learns) = (
+            tunnel.iface,
+            tunnel.vni,
+            tunnel.remote.is_none() && tunnel.kind.l2() && ethertype.is_none(),
+        );
         let Some(iface_mac) = t.port(iface).map(|i| i.mac) else {
             return Step::Drop(DropReason::TunnelUnknown);
         };
@@ -255,7 +260,7 @@ impl DecapStage {
                 Some(_) => {}
             }
         }
-        if multipoint_l2 {
+        if learns {
             let src: MacAddr = [data[6], data[7], data[8], data[9], data[10], data[11]];
             if src[0] & 1 == 0 && src != [0; 6] && t.fdb.get(&(iface, src)) != Some(&outer_src) {
                 self.report(FdbLearn { iface, mac: src, remote: outer_src }, cx.now_ns);

@@ -9,6 +9,8 @@ use ferroplane_pipeline::buf::HEADROOM;
 use ferroplane_pipeline::checksum;
 use ferroplane_pipeline::flow::addr_from_ip;
 use ferroplane_pipeline::meta::L3;
+use ferroplane_pipeline::tables::{PortInfo, TablesBuilder};
+use ferroplane_pipeline::tunnel::TunnelKind;
 use ferroplane_pipeline::verdict::{DropReason, Verdict};
 use ferroplane_tunnels::decap::MAX_NESTING;
 use ferroplane_tunnels::{encap, DecapStage, FdbLearn, LearnQueue};
@@ -327,6 +329,38 @@ fn multipoint_vxlan_learns_the_inner_source() {
     assert_eq!(q.queue.pop(), Some(want));
     decap_into(&t, &f, &mut p, &mut stage);
     assert_eq!(q.queue.pop(), None, "the same MAC again within a second is not reported twice");
+}
+
+/// A multipoint Geneve tunnel carrying IPv4 directly (protocol 0x0800): the synthetic inner
+/// Ethernet header holds our own MAC, which must not be learned.
+#[test]
+fn multipoint_geneve_with_an_ip_payload_learns_nothing() {
+    let mut b = TablesBuilder::new(9);
+    b.port(PortInfo {
+        name: "u".into(),
+        mac: UNDERLAY_MAC,
+        mtu: 1500,
+        addresses: vec![(ip("10.2.0.1"), 24)],
+    });
+    let g = b.tunnel(
+        PortInfo {
+            name: "gm".into(),
+            mac: tun_mac(1),
+            mtu: 1400,
+            addresses: vec![(ip("10.107.0.1"), 24)],
+        },
+        tunnel("gm", TunnelKind::Geneve, "10.2.0.1", None, 7, vec![]),
+    );
+    let t = b.build().unwrap();
+    let q = std::sync::Arc::new(LearnQueue::new(4));
+    let mut stage = DecapStage::new(Some(q.clone()));
+    let inner = ipv4([10, 107, 0, 2], [10, 107, 0, 1], 17, 0, 64, &udp(1, 2, b"ip"));
+    let f = outer(&[10, 2, 0, 7], 17, 0, &udp(49152, 6081, &geneve(7, 0x0800, &[], &inner)));
+    let mut p = buf();
+    decap_into(&t, &f, &mut p, &mut stage);
+    assert_eq!(p.meta.in_port, g);
+    assert_ne!(p.meta.verdict, Verdict::Drop(DropReason::TunnelInnerMalformed));
+    assert_eq!(q.queue.pop(), None, "learned the synthetic header's MAC");
 }
 
 // Bad input: every case is a drop with its own reason, never a panic.
