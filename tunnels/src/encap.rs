@@ -17,10 +17,11 @@
 
 use ferroplane_pipeline::buf::PacketBuf;
 use ferroplane_pipeline::checksum;
+use ferroplane_pipeline::fib::NextHopId;
 use ferroplane_pipeline::meta::{Addr, PortId};
 use ferroplane_pipeline::parse::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use ferroplane_pipeline::stage::{Context, Stage};
-use ferroplane_pipeline::tables::{NextHop, Tables};
+use ferroplane_pipeline::tables::{MacAddr, NextHop, Tables};
 use ferroplane_pipeline::tunnel::{Tunnel, TunnelKind};
 use ferroplane_pipeline::verdict::{DropReason, PuntReason, Verdict};
 
@@ -81,64 +82,65 @@ pub fn encapsulate(
     out[12..14].copy_from_slice(&ethertype.to_be_bytes());
     let ip = &mut out[ETH_LEN..ETH_LEN + ip_len];
     let local = &tunnel.local;
+    // Headers are written as whole 32-bit words built in registers, and the checksums are
+    // summed from those words, never re-read from the buffer: loading a word that narrower
+    // stores have just written stalls on store forwarding (it was the costliest part of encap).
     if v6 {
         // Version, traffic class, flow label (from the inner flow: RFC 6438).
         let fl = flow_hash & 0xf_ffff;
         let first = (6u32 << 28) | ((ds as u32) << 20) | fl;
+        let second = ((ip_payload as u32) << 16) | ((proto as u32) << 8) | tunnel.ttl as u32;
         ip[0..4].copy_from_slice(&first.to_be_bytes());
-        ip[4..6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
-        ip[6] = proto;
-        ip[7] = tunnel.ttl;
+        ip[4..8].copy_from_slice(&second.to_be_bytes());
         ip[8..24].copy_from_slice(local);
         ip[24..40].copy_from_slice(remote);
     } else {
-        ip[0] = 0x45;
-        ip[1] = ds;
-        ip[2..4].copy_from_slice(&((20 + ip_payload) as u16).to_be_bytes());
-        ip[4..8].copy_from_slice(&[0, 0, 0x40, 0]);
-        ip[8] = tunnel.ttl;
-        ip[9] = proto;
-        ip[10..12].fill(0);
-        ip[12..16].copy_from_slice(&local[12..16]);
-        ip[16..20].copy_from_slice(&remote[12..16]);
-        let c = checksum::checksum(ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let src = u32::from_be_bytes([local[12], local[13], local[14], local[15]]);
+        let dst = u32::from_be_bytes([remote[12], remote[13], remote[14], remote[15]]);
+        let w0 = 0x4500_0000 | ((ds as u32) << 16) | (20 + ip_payload) as u32;
+        let w1 = 0x0000_4000u32; // ID 0, DF
+        let w2 = ((tunnel.ttl as u32) << 24) | ((proto as u32) << 16);
+        let acc = w0 as u64 + w1 as u64 + w2 as u64 + src as u64 + dst as u64;
+        let c = checksum::finish(checksum::combine(acc as u32, (acc >> 32) as u32));
+        ip[0..4].copy_from_slice(&w0.to_be_bytes());
+        ip[4..8].copy_from_slice(&w1.to_be_bytes());
+        ip[8..12].copy_from_slice(&(w2 | c as u32).to_be_bytes());
+        ip[12..16].copy_from_slice(&src.to_be_bytes());
+        ip[16..20].copy_from_slice(&dst.to_be_bytes());
     }
     if tunnel.kind == TunnelKind::Ipip {
         return Ok(());
     }
     let at = ETH_LEN + ip_len;
-    let udp = &mut out[at..at + 8];
-    udp[0..2].copy_from_slice(&source_port(flow_hash).to_be_bytes());
-    udp[2..4].copy_from_slice(&tunnel.dst_port.to_be_bytes());
-    udp[4..6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
-    udp[6..8].fill(0);
-    let h = &mut out[at + 8..at + hdr_len];
-    let v = tunnel.vni.to_be_bytes();
-    if tunnel.kind == TunnelKind::Vxlan {
-        h.copy_from_slice(&[crate::vxlan::FLAG_I, 0, 0, 0, v[1], v[2], v[3], 0]);
+    let vni = (tunnel.vni & 0x00ff_ffff) << 8;
+    let opts: &[u8] = if tunnel.kind == TunnelKind::Vxlan { &[] } else { &tunnel.options };
+    let flags = if tunnel.kind == TunnelKind::Vxlan {
+        (crate::vxlan::FLAG_I as u32) << 24
     } else {
-        let opts = &tunnel.options;
-        let critical = geneve_critical(opts);
-        let pr = geneve::PROTO_ETHERNET.to_be_bytes();
-        h[..8].copy_from_slice(&[
-            (opts.len() / 4) as u8,
-            if critical { 0x40 } else { 0 },
-            pr[0],
-            pr[1],
-            v[1],
-            v[2],
-            v[3],
-            0,
-        ]);
-        h[8..].copy_from_slice(opts);
+        let critical = if geneve_critical(opts) { 0x40 } else { 0 };
+        (((opts.len() / 4) as u32) << 24) | (critical << 16) | geneve::PROTO_ETHERNET as u32
+    };
+    // UDP (checksum zero for now), then the VXLAN / Geneve base header.
+    let words = [
+        ((source_port(flow_hash) as u32) << 16) | tunnel.dst_port as u32,
+        (ip_payload as u32) << 16,
+        flags,
+        vni,
+    ];
+    for (i, w) in words.iter().enumerate() {
+        out[at + 4 * i..at + 4 * i + 4].copy_from_slice(&w.to_be_bytes());
     }
+    out[at + 16..at + hdr_len].copy_from_slice(opts);
     // IPv4: zero UDP checksum (RFC 7348 5). IPv6: computed unless the tunnel opts into the
     // zero checksum of RFC 6935 (the peer must accept it: Linux needs udp6zerocsumrx).
     if v6 && tunnel.udp_checksum6 {
-        let seg = &p.data()[at..];
-        let ph = checksum::pseudo_header_v6(local, remote, 17, seg.len() as u32);
-        let mut c = checksum::finish(checksum::combine(ph, checksum::sum(seg)));
+        let hdr = words.iter().map(|&w| w as u64).sum::<u64>();
+        let hdr = checksum::combine(hdr as u32, (hdr >> 32) as u32);
+        // The tunnel payload (the inner frame) starts at an even offset of the segment.
+        let body = checksum::sum(&p.data()[at + hdr_len..]);
+        let ph = checksum::pseudo_header_v6(local, remote, 17, ip_payload as u32);
+        let seg = checksum::combine(checksum::combine(hdr, checksum::sum(opts)), body);
+        let mut c = checksum::finish(checksum::combine(ph, seg));
         if c == 0 {
             c = 0xffff; // RFC 768: a computed zero is sent as all ones.
         }
@@ -159,9 +161,58 @@ fn geneve_critical(opts: &[u8]) -> bool {
     false
 }
 
+/// What [`output_cached`] learned about the underlay during one burst: the last remote's route
+/// and whether it is one of our addresses, and the last underlay neighbour. A burst's packets
+/// mostly go to one remote, so most of them skip the FIB lookup, the local-address scan and the
+/// neighbour probe. Lives for one burst (one snapshot) only, as the rewrite stage's neighbour
+/// cache does, so it can never be staler than the tables it came from.
+#[derive(Default)]
+pub struct UnderlayCache {
+    remote: Option<(Addr, bool, Option<NextHopId>)>,
+    neighbour: Option<(PortId, Addr, Option<MacAddr>)>,
+}
+
+impl UnderlayCache {
+    /// Whether `r` is ours, and its route.
+    #[inline]
+    fn remote(&mut self, t: &Tables, r: &Addr) -> (bool, Option<NextHopId>) {
+        match self.remote {
+            Some((a, local, group)) if a == *r => (local, group),
+            _ => {
+                let (local, group) = (t.is_local(r), t.route(r));
+                self.remote = Some((*r, local, group));
+                (local, group)
+            }
+        }
+    }
+
+    #[inline]
+    fn neighbour(&mut self, t: &Tables, port: PortId, addr: &Addr) -> Option<MacAddr> {
+        match self.neighbour {
+            Some((p, a, mac)) if p == port && a == *addr => mac,
+            _ => {
+                let mac = t.neighbour(port, addr);
+                self.neighbour = Some((port, *addr, mac));
+                mac
+            }
+        }
+    }
+}
+
 /// Sends a packet whose verdict is `Forward(port)` on its way: through every tunnel the route
 /// leads into, then onto the underlay port with its link-layer header. Returns the new verdict.
-pub fn output(t: &Tables, p: &mut PacketBuf, mut port: PortId) -> Verdict {
+pub fn output(t: &Tables, p: &mut PacketBuf, port: PortId) -> Verdict {
+    output_cached(t, p, port, &mut UnderlayCache::default())
+}
+
+/// [`output`] with the underlay lookups of the current burst remembered in `cache` (which must
+/// not outlive the snapshot `t`).
+pub fn output_cached(
+    t: &Tables,
+    p: &mut PacketBuf,
+    mut port: PortId,
+    cache: &mut UnderlayCache,
+) -> Verdict {
     let mut next_hop = p.meta.next_hop;
     let mut depth = 0u8;
     while let Some(tunnel) = t.tunnels.by_iface(port) {
@@ -196,16 +247,14 @@ pub fn output(t: &Tables, p: &mut PacketBuf, mut port: PortId) -> Verdict {
                 }
             }
         };
-        if t.is_local(&remote) {
+        let (remote_is_local, group) = cache.remote(t, &remote);
+        if remote_is_local {
             return Verdict::Drop(DropReason::TunnelLoop);
         }
         if let Err(r) = encapsulate(p, tunnel, &remote, p.meta.flow_hash) {
             return Verdict::Drop(r);
         }
-        let hop = t
-            .route(&remote)
-            .and_then(|g| t.groups.get(g as usize))
-            .map(|g| g.pick(p.meta.flow_hash));
+        let hop = group.and_then(|g| t.groups.get(g as usize)).map(|g| g.pick(p.meta.flow_hash));
         (port, next_hop) = match hop {
             Some(NextHop::Gateway { port, gateway }) => (port, gateway),
             Some(NextHop::Direct { port }) => (port, remote),
@@ -223,7 +272,7 @@ pub fn output(t: &Tables, p: &mut PacketBuf, mut port: PortId) -> Verdict {
     p.meta.next_hop = next_hop;
     let d = p.data_mut();
     d[6..12].copy_from_slice(&out.mac);
-    match t.neighbour(port, &next_hop) {
+    match cache.neighbour(t, port, &next_hop) {
         Some(mac) => {
             d[0..6].copy_from_slice(&mac);
             Verdict::Forward(port)
@@ -250,10 +299,11 @@ impl Stage for EncapStage {
             return;
         }
         let first = t.tunnels.first_iface();
+        let mut cache = UnderlayCache::default();
         for p in burst.iter_mut() {
             if let Verdict::Forward(port) = p.meta.verdict {
                 if port >= first {
-                    p.meta.verdict = output(t, p, port);
+                    p.meta.verdict = output_cached(t, p, port, &mut cache);
                 }
             }
         }
