@@ -484,7 +484,7 @@ mod tests {
     use super::*;
     use ferroplane_pipeline::buf::FRAME_SIZE;
     use ferroplane_pipeline::flow::addr_from_ip;
-    use ferroplane_pipeline::tables::{NextHopSpec, PortInfo, TablesBuilder};
+    use ferroplane_pipeline::tables::{PortInfo, TablesBuilder};
 
     fn ip(s: &str) -> std::net::IpAddr {
         s.parse().unwrap()
@@ -499,7 +499,8 @@ mod tests {
             mtu: 1500,
             addresses: vec![(ip("10.2.0.1"), 24), (ip("2001:db8:2::1"), 64)],
         });
-        let shapes: [(TunnelKind, &str, Option<&str>, Vec<u8>, bool); 5] = [
+        type Shape<'a> = (TunnelKind, &'a str, Option<&'a str>, Vec<u8>, bool);
+        let shapes: [Shape<'_>; 5] = [
             (TunnelKind::Vxlan, "10.2.0.1", Some("10.2.0.2"), vec![], true),
             (
                 TunnelKind::Geneve,
@@ -545,15 +546,14 @@ mod tests {
         }
         b.fdb(ids[4], [2, 0, 0, 0, 0xaa, 1], ip("10.2.0.5"));
         b.fdb(ids[4], [0; 6], ip("10.2.0.6"));
-        let _ = NextHopSpec { via: None, dev: None, weight: 1 };
         (b.build().unwrap(), ids)
     }
 
     fn frame(i: usize) -> Vec<u8> {
-        let v6 = i % 3 == 0;
+        let v6 = i.is_multiple_of(3);
         let len = 60 + (i * 37) % 900;
         let mut f = vec![0u8; 14 + len];
-        f[0..6].copy_from_slice(&[2, 0, 0, 0, if i % 4 == 0 { 0xaa } else { 0xbb }, 1]);
+        f[0..6].copy_from_slice(&[2, 0, 0, 0, if i.is_multiple_of(4) { 0xaa } else { 0xbb }, 1]);
         f[6..12].copy_from_slice(&[2, 0, 0, 0, 9, 9]);
         if v6 {
             f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
