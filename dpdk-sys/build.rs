@@ -62,7 +62,7 @@ fn main() {
         .allowlist_function("rte_pktmbuf_(pool_create_extbuf|free_bulk)")
         .allowlist_function("rte_extmem_(register|unregister)")
         .allowlist_function("rte_dev_dma_(map|unmap)")
-        .allowlist_function("rte_dev_(name|bus_info|driver)")
+        .allowlist_function("rte_dev_(name|bus|bus_info|driver)")
         .allowlist_function("rte_driver_name|rte_bus_name")
         .allowlist_function("rte_mem_virt2phy")
         .allowlist_function("fp_.*")
