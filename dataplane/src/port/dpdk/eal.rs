@@ -32,39 +32,16 @@ pub fn free_huge_pages() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether a port's `interface` names a PCI device (`0000:3b:00.0` or `3b:00.0`) rather than a
-/// virtual device (`net_ring0`, `net_af_packet0,iface=eth0`).
-pub fn is_pci(interface: &str) -> bool {
-    let addr = interface.split(',').next().unwrap_or("");
-    let parts: Vec<&str> = addr.split(':').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
-    let bus_devfn = |bus: &str, df: &str| {
-        hex(bus, 2)
-            && df.split_once('.').is_some_and(|(d, f)| hex(d, 2) && f.len() == 1 && hex(f, 1))
-    };
-    match parts.as_slice() {
-        [bus, df] => bus_devfn(bus, df),
-        [dom, bus, df] => hex(dom, 4) && bus_devfn(bus, df),
-        _ => false,
-    }
-}
-
-/// The name DPDK gives the device of `interface` (what `rte_eth_dev_get_port_by_name` finds):
-/// a vdev's name before its first comma, a PCI address with its domain.
-pub fn device_name(interface: &str) -> String {
-    let name = interface.split(',').next().unwrap_or("").trim();
-    if is_pci(name) && name.matches(':').count() == 1 {
-        format!("0000:{name}")
-    } else {
-        name.to_string()
-    }
-}
+pub use crate::config::{dpdk_device_name as device_name, is_pci_address as is_pci};
 
 /// The whole EAL command line: program name, `eal_args` (or the defaults), then one `--vdev` or
-/// `-a` per port device. Returns a warning to log when the defaults had to fall back.
+/// `-a` per port device. Returns a warning to log when the defaults had to fall back. The
+/// defaults keep `--no-pci` only while no port is a PCI device (those are then allowed with
+/// `-a`, so EAL probes nothing else).
 pub fn argv(eal_args: Option<&[String]>, interfaces: &[String]) -> (Vec<String>, Option<String>) {
     let mut v = vec!["ferroplane".to_string()];
     let mut warning = None;
+    let any_pci = interfaces.iter().any(|i| is_pci(i));
     match eal_args {
         Some(a) => v.extend(a.iter().cloned()),
         None => {
@@ -80,7 +57,9 @@ pub fn argv(eal_args: Option<&[String]>, interfaces: &[String]) -> (Vec<String>,
                 ));
                 NO_HUGE_ARGS
             };
-            v.extend(args.iter().map(|s| s.to_string()));
+            v.extend(
+                args.iter().filter(|a| !(any_pci && **a == "--no-pci")).map(|s| s.to_string()),
+            );
         }
     }
     for i in interfaces {
@@ -89,9 +68,31 @@ pub fn argv(eal_args: Option<&[String]>, interfaces: &[String]) -> (Vec<String>,
         } else {
             v.push("--vdev".into());
         }
-        v.push(i.clone());
+        v.push(device_args(i));
     }
     (v, warning)
+}
+
+/// net_af_packet's ring frames: 1824 bytes hold 1792 bytes of packet after the 32 bytes of
+/// TPACKET header the PMD counts, exactly what a pool frame holds after its 256 bytes of
+/// headroom. The PMD's default (2048) would need 2016 and refuses the queue.
+pub const AF_PACKET_FRAMESZ: u32 = 1824;
+/// net_af_packet's ring blocks: the PMD walks the ring at `framesz` strides, so a block must
+/// hold whole frames with nothing left over (and be a multiple of the 4 KiB page): the least
+/// common multiple of 1824 and 4096 (128 frames a block).
+pub const AF_PACKET_BLOCKSZ: u32 = 233_472;
+
+/// A port's device string as EAL gets it: net_af_packet gets `framesz` and `blocksz` sized to
+/// ferroplane's frames unless the file set them.
+pub fn device_args(interface: &str) -> String {
+    if device_name(interface).starts_with("net_af_packet")
+        && !interface.contains("framesz=")
+        && !interface.contains("blocksz=")
+    {
+        format!("{interface},blocksz={AF_PACKET_BLOCKSZ},framesz={AF_PACKET_FRAMESZ}")
+    } else {
+        interface.to_string()
+    }
 }
 
 /// `rte_strerror` of an errno or rte_errno value.
@@ -192,6 +193,11 @@ mod tests {
             v,
             ["ferroplane", "--no-pci", "--no-huge", "--vdev", "net_ring0", "-a", "0000:3b:00.0"]
         );
+        let (v, _) = argv(Some(&args), &["net_af_packet0,iface=eth0".into()]);
+        assert_eq!(v[4], "net_af_packet0,iface=eth0,blocksz=233472,framesz=1824");
+        let own = "net_af_packet0,iface=eth0,blocksz=4096,framesz=1024";
+        let (v, _) = argv(Some(&args), &[own.into()]);
+        assert_eq!(v[4], own);
         assert!(w.is_none());
         let (v, _) = argv(None, &[]);
         assert!(v[1..] == *DEFAULT_ARGS || v[1..] == *NO_HUGE_ARGS, "{v:?}");

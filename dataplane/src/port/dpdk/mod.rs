@@ -37,6 +37,7 @@
 
 pub mod eal;
 mod frames;
+pub mod setup;
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
