@@ -178,7 +178,8 @@ fn two_workers_serve_two_af_packet_queue_pairs() {
 }
 
 /// Two routers in the router namespace: A owns `left` (af_packet) and serves a memif; B is the
-/// memif's client and owns `right`. h1 -> A -> memif -> B -> h2: two hops.
+/// memif's client and owns `right`. h1 -> A -> memif -> B -> h2: two hops. The tests then stop
+/// B and check that A sees its memif link go down.
 fn memif_pair(
     tag: &str,
     topo: &Topology,
@@ -282,7 +283,11 @@ fn memif_test(tag: &str, queues: u16) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (mut ra, mut rb) = memif_pair(&tag, &topo, &dir, queues);
-    let log = || format!("router A:\n{}\nrouter B:\n{}", ra.log_text(), rb.log_text());
+    let (la, lb) = (ra.log.clone(), rb.log.clone());
+    let log = move || {
+        let text = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!("router A:\n{}\nrouter B:\n{}", text(&la), text(&lb))
+    };
     // The memif link comes up once the client has connected.
     let t0 = std::time::Instant::now();
     loop {
@@ -318,10 +323,29 @@ fn memif_test(tag: &str, queues: u16) {
             "{mif:?}"
         );
     }
-    for r in [&mut ra, &mut rb] {
-        let st = r.stop().expect("exit status");
-        assert!(st.success(), "exit status {st}\n{}", r.log_text());
+    // Link down: B goes away, A's memif loses its peer; A's link watch sees and counts it.
+    let changes = |s: &std::path::Path| {
+        port_show(s).into_iter().find(|p| p.name == "mif").unwrap().device_counters["link_changes"]
+    };
+    let before = changes(&ra.socket);
+    let st = rb.stop().expect("exit status");
+    assert!(st.success(), "exit status {st}\n{}", rb.log_text());
+    let t0 = std::time::Instant::now();
+    loop {
+        let mif = port_show(&ra.socket).into_iter().find(|p| p.name == "mif").unwrap();
+        if mif.link.as_deref() == Some("down") && changes(&ra.socket) > before {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "link down not seen: {mif:?}\n{}", log());
+        std::thread::sleep(Duration::from_millis(200));
     }
+    // Forwarding towards the dead link is counted, not fatal: A still answers.
+    let out = sh(&topo.h1, &["ping", "-c", "2", "-i", "0.2", "-W", "1", addr::H2_V4]);
+    assert!(out.contains("100% packet loss"), "{out}");
+    ping_ok(&topo.h1, addr::R_LEFT_V4, false, "64", &log);
+    assert!(ra.log_text().contains("link down"), "{}", ra.log_text());
+    let st = ra.stop().expect("exit status");
+    assert!(st.success(), "exit status {st}\n{}", ra.log_text());
     drop(topo);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1145,6 +1145,46 @@ xdp_attach = "generic"
     }
 
     #[test]
+    fn dpdk_keys_parse_check_and_print_back() {
+        let text = r#"[dataplane]
+workers = [1]
+eal_args = ["--no-pci", "--in-memory", "--log-level=pmd.net.*:info"]
+
+[[port]]
+name = "up"
+driver = "dpdk"
+interface = "net_af_packet0,iface=eth0"
+dpdk_rx_desc = 512
+dpdk_tx_desc = 2048
+"#;
+        let c = parse_str(text, "t").unwrap();
+        assert_eq!(c.dataplane.eal_args.as_ref().unwrap()[2], "--log-level=pmd.net.*:info");
+        assert_eq!((c.ports[0].dpdk_rx_desc, c.ports[0].dpdk_tx_desc), (512, 2048));
+        assert_eq!(parse_str(&c.to_toml(), "printed").unwrap(), c);
+        let bad = text
+            .replace("512", "16")
+            .replace("net_af_packet0,iface=eth0", "eth0")
+            .replace("\"--in-memory\"", "\"--vdev=net_ring0\"");
+        assert_eq!(
+            errors(&bad),
+            vec![
+                "t.toml:3:25: dataplane.eal_args[1]: ferroplane adds `--vdev` for each dpdk port's `interface` itself; name the device there",
+                "t.toml:8:13: port[0].interface: `eth0` is neither a PCI address (0000:3b:00.0) nor a DPDK virtual device (net_af_packet0,iface=eth0; net_memif0,role=server; net_ring0; ...)",
+                "t.toml:9:16: port[0].dpdk_rx_desc: dpdk_rx_desc must be 64..=4096 descriptors",
+            ]
+        );
+        let afxdp = "[dataplane]\nworkers = [1]\n[[port]]\nname = \"a\"\ndriver = \"af_xdp\"\ninterface = \"eth0\"\ndpdk_tx_desc = 512\n";
+        assert_eq!(
+            errors(afxdp),
+            vec!["t.toml:7:16: port[0].dpdk_tx_desc: dpdk_tx_desc applies to dpdk ports only"]
+        );
+        assert!(is_pci_address("3b:00.0") && is_pci_address("0000:3b:00.0,txq_inline=0"));
+        assert!(!is_pci_address("net_ring0") && !is_pci_address("3b:00"));
+        assert_eq!(dpdk_device_name("3b:00.1"), "0000:3b:00.1");
+        assert_eq!(dpdk_device_name("net_memif0,role=server"), "net_memif0");
+    }
+
+    #[test]
     fn every_semantic_error_is_reported_with_its_place() {
         let text = r#"[dataplane]
 workers = [1, 1]

@@ -174,18 +174,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pci_addresses_and_vdevs_are_told_apart() {
-        for p in ["0000:3b:00.0", "3b:00.1", "0000:00:04.0,txq_inline=0"] {
-            assert!(is_pci(p), "{p}");
-        }
-        for v in ["net_ring0", "net_af_packet0,iface=veth0", "net_memif0,role=server", "eth0"] {
-            assert!(!is_pci(v), "{v}");
-        }
-        assert_eq!(device_name("3b:00.1"), "0000:3b:00.1");
-        assert_eq!(device_name("net_af_packet0,iface=veth0"), "net_af_packet0");
-    }
-
-    #[test]
     fn argv_adds_a_vdev_or_allow_per_port() {
         let args = vec!["--no-pci".to_string(), "--no-huge".to_string()];
         let (v, w) = argv(Some(&args), &["net_ring0".into(), "0000:3b:00.0".into()]);
