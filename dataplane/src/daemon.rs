@@ -253,7 +253,7 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let mut turn = 0u32;
     while !stop.load(Ordering::Relaxed) {
         turn = turn.wrapping_add(1);
-        if turn % LINK_POLL_TURNS == 0 {
+        if turn.is_multiple_of(LINK_POLL_TURNS) {
             for d in devices.iter().flatten() {
                 (d.poll_link)();
             }

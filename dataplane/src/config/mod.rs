@@ -242,6 +242,11 @@ pub fn is_pci_address(interface: &str) -> bool {
     }
 }
 
+/// Whether `name` can be a DPDK virtual device's name (`net_` and a driver name with an index).
+fn is_vdev_name(name: &str) -> bool {
+    name.len() > 4 && name.starts_with("net_") && !name.contains(char::is_whitespace)
+}
+
 /// The name DPDK gives the device of a DPDK `interface` (what `rte_eth_dev_get_port_by_name`
 /// finds): a vdev's name before its first comma, a PCI address with its domain.
 pub fn dpdk_device_name(interface: &str) -> String {
@@ -756,9 +761,7 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
                          (ferroplane allows only the ports' PCI devices, with `-a`)"
                     ),
                 );
-            } else if !is_pci_address(&dev)
-                && !(dev.starts_with("net_") && dev.len() > 4 && !dev.contains(char::is_whitespace))
-            {
+            } else if !(is_pci_address(&dev) || is_vdev_name(&dev)) {
                 r.err(
                     i.span(),
                     key("interface"),

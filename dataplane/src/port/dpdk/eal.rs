@@ -19,8 +19,9 @@ pub const NO_HUGE_ARGS: &[&str] = &["--no-pci", "--no-huge", "--no-shconf"];
 /// EAL's own heap, ring and mempool headers need a few tens of MiB.
 const MIN_FREE_HUGE_PAGES: u64 = 32;
 
-/// The outcome of the process's one EAL start: the arguments used and the result.
-static STARTED: Mutex<Option<(Vec<String>, Result<(), String>)>> = Mutex::new(None);
+/// The process's one EAL start: the arguments used and the outcome.
+type Started = (Vec<String>, Result<(), String>);
+static STARTED: Mutex<Option<Started>> = Mutex::new(None);
 
 /// Free 2 MiB huge pages, from /proc/meminfo (0 when unreadable).
 pub fn free_huge_pages() -> u64 {

@@ -359,11 +359,9 @@ fn frame_mempool(
         }
         return Err(format!("rte_pktmbuf_pool_create_extbuf({name}): {}", eal::strerror(e)));
     }
-    // The frames now belong to the mempool's mbufs: their buffers must never be freed to the
-    // pool by anyone but the port's exchange (see the module documentation).
-    for b in bufs {
-        std::mem::forget(b);
-    }
+    // The frames now belong to the mempool's mbufs: the buffers go (a PacketBuf has no Drop:
+    // dropping one releases nothing) and only the port's exchange brings a frame back.
+    drop(bufs);
     Ok(mp)
 }
 
@@ -753,7 +751,7 @@ impl Port for DpdkPort {
                     self.spare[rearm] = self.mbufs[i];
                     self.attach[rearm] = self.rx_layout(b.frame_ptr() as usize);
                     rearm += 1;
-                    std::mem::forget(b);
+                    // `b` ends here: its frame is the mbuf's now (a PacketBuf has no Drop).
                     // SAFETY: frame `f` belonged to mbuf i, which is re-armed with another
                     // frame below before anything uses it again: the buffer is its only owner.
                     let mut got_buf = unsafe { self.region.take(f) };
@@ -836,8 +834,8 @@ impl Port for DpdkPort {
             sys::fp_tx_burst(self.port_id, self.queue, self.mbufs.as_mut_ptr(), n as u16)
         } as usize;
         // Sent: each carrier owns its packet's frame now; its previous frame goes to the pool.
-        for (i, b) in pkts.drain(..sent).enumerate() {
-            std::mem::forget(b);
+        // Each drained buffer ends here: its frame is the carrier's now (no Drop to run).
+        for (i, _sent) in pkts.drain(..sent).enumerate() {
             if let Some(f) = self.region.frame_of(self.views[i].buf_addr as usize) {
                 // SAFETY: the carrier pointed at frame `f` before the exchange above and points
                 // at the packet's frame now: `f` is ours alone.
