@@ -57,6 +57,7 @@ fn main() {
         .clang_arg("-I.")
         .allowlist_function("rte_eal_(init|cleanup|iova_mode|process_type|has_hugepages)")
         .allowlist_function("rte_strerror")
+        .allowlist_function("rte_thread_(register|unregister)|rte_lcore_id")
         .allowlist_function("rte_eth_(dev_.*|rx_queue_setup|tx_queue_setup|stats_get|stats_reset|link_get_nowait|macaddr_get|promiscuous_enable|allmulticast_enable|link_to_str|find_next_owned_by|iterator_.*)")
         .allowlist_function("rte_mempool_(free|avail_count|in_use_count|lookup)")
         .allowlist_function("rte_pktmbuf_(pool_create_extbuf|free_bulk)")

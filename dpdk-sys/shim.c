@@ -55,6 +55,24 @@ void fp_mbuf_attach(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mb
 	}
 }
 
+void fp_mbuf_rearm_put(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach)
+{
+	fp_mbuf_attach(pkts, n, attach);
+	uint16_t i = 0;
+	while (i < n) {
+		/* A run of mbufs of one mempool goes back in one bulk put. */
+		struct rte_mempool *mp = pkts[i]->pool;
+		uint16_t j = i;
+		while (j < n && pkts[j]->pool == mp) {
+			/* The state a pinned-extbuf mbuf rests in (rte_pktmbuf_free's result). */
+			pkts[j]->ol_flags = RTE_MBUF_F_EXTERNAL;
+			j++;
+		}
+		rte_mempool_put_bulk(mp, (void *const *)&pkts[i], j - i);
+		i = j;
+	}
+}
+
 unsigned int fp_mempool_size(const struct rte_mempool *mp)
 {
 	return mp->size;

@@ -51,6 +51,11 @@ void fp_mbuf_views(struct rte_mbuf *const *pkts, uint16_t n, struct fp_mbuf_view
  * one segment. The caller owns the mbufs (refcnt 1) and the buffers. */
 void fp_mbuf_attach(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach);
 
+/* Re-arms n mbufs of ferroplane's pinned-extbuf mempools with attach[i]'s buffers (as
+ * fp_mbuf_attach) and puts them straight back into their mempools: the caller owns them
+ * (refcnt 1, one segment), so the generic free path's checks are not needed. */
+void fp_mbuf_rearm_put(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach);
+
 /* rte_mempool_avail_count / rte_mempool_in_use_count are exported; this one is inline. */
 unsigned int fp_mempool_size(const struct rte_mempool *mp);
 

@@ -24,8 +24,8 @@ pub(crate) const RX_BUF_LEN: usize = FRAME_SIZE - RX_BUF_OFFSET;
 pub(crate) enum IovaMap {
     /// IOVA as VA (vdevs, VFIO with an IOMMU): the address is the IO address.
     Va,
-    /// Physical addresses, page by page (`page` bytes each, from the region's base).
-    Pages { page: usize, iovas: Vec<u64> },
+    /// Physical addresses, page by page (`1 << page_shift` bytes each, from the region's base).
+    Pages { page_shift: u32, iovas: Vec<u64> },
 }
 
 /// One worker's pool region.
@@ -80,9 +80,11 @@ impl FrameRegion {
     pub fn iova(&self, addr: usize) -> u64 {
         match &self.iova {
             IovaMap::Va => addr as u64,
-            IovaMap::Pages { page, iovas } => {
+            IovaMap::Pages { page_shift, iovas } => {
+                // Shifts, not divisions: this runs for every packet in physical-address mode.
                 let off = addr - self.base;
-                iovas.get(off / page).map_or(u64::MAX, |p| p + (off % page) as u64)
+                let mask = (1usize << page_shift) - 1;
+                iovas.get(off >> page_shift).map_or(u64::MAX, |p| p + (off & mask) as u64)
             }
         }
     }
@@ -161,7 +163,7 @@ mod tests {
     fn physical_iova_is_looked_up_per_page() {
         let mut pool = Pool::new(8, Policy::SmallOnly).unwrap();
         let r = FrameRegion::of(&mut pool, |_, len| IovaMap::Pages {
-            page: 4096,
+            page_shift: 12,
             iovas: (0..len.div_ceil(4096) as u64).map(|i| 0x1_0000_0000 + i * 0x10_0000).collect(),
         })
         .unwrap();

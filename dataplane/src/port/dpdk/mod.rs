@@ -299,7 +299,34 @@ fn iova_map(base: usize, len: usize, page: usize) -> IovaMap {
             unsafe { sys::rte_mem_virt2phy(p as *const libc::c_void) }
         })
         .collect();
-    IovaMap::Pages { page, iovas }
+    IovaMap::Pages { page_shift: page.trailing_zeros(), iovas }
+}
+
+/// Mbufs each worker keeps in its own cache of a queue's mempool (DPDK's per-lcore cache): a
+/// burst's allocations and frees then touch only the cache, not the mempool's shared ring.
+const MEMPOOL_CACHE: usize = 256;
+
+/// Makes the calling thread an EAL thread (once per thread), so that mempool caches work for it:
+/// ferroplane's workers are its own threads, not EAL lcores, and without an lcore id every
+/// mempool get and put goes to the shared ring. Failing (all lcore ids taken) only costs speed.
+#[inline]
+fn ensure_eal_thread() {
+    thread_local! {
+        static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    REGISTERED.with(|r| {
+        if !r.get() {
+            r.set(true);
+            // SAFETY: EAL is up (a port exists); registering the calling thread is allowed from
+            // any non-EAL thread, once.
+            if unsafe { sys::rte_thread_register() } != 0 {
+                tracing::warn!(
+                    "worker thread not registered with DPDK ({}): mempools run without a cache",
+                    eal::strerror(eal::errno())
+                );
+            }
+        }
+    });
 }
 
 /// Takes `n` frames out of `pool` and builds an extbuf mempool over them (receive layout:
@@ -344,7 +371,8 @@ fn frame_mempool(
         sys::rte_pktmbuf_pool_create_extbuf(
             cname.as_ptr(),
             n as u32,
-            0,
+            // DPDK requires cache * 1.5 <= n.
+            MEMPOOL_CACHE.min(n * 2 / 3) as u32,
             0,
             RX_BUF_LEN as u16,
             socket,
@@ -716,6 +744,7 @@ impl Port for DpdkPort {
         if want == 0 {
             return 0;
         }
+        ensure_eal_thread();
         // SAFETY: `mbufs` has room for `want` pointers; the queue is this worker's.
         let n = unsafe {
             sys::fp_rx_burst(self.port_id, self.queue, self.mbufs.as_mut_ptr(), want as u16)
@@ -727,17 +756,23 @@ impl Port for DpdkPort {
         unsafe { sys::fp_mbuf_views(self.mbufs.as_ptr(), n as u16, self.views.as_mut_ptr()) };
         let mut got = 0;
         let mut rearm = 0;
+        // Mbufs handed back as they came (no exchange): freed the generic way below.
+        let mut plain = 0;
         let (mut no_buf, mut copied, mut multi) = (0u64, 0u64, 0u64);
         for i in 0..n {
             let v = self.views[i];
             if v.nb_segs != 1 || v.data_len as u32 != v.pkt_len {
                 multi += 1;
+                self.mbufs[plain] = self.mbufs[i];
+                plain += 1;
                 continue;
             }
             let data = v.data as usize;
             let len = v.data_len as usize;
             let Some(mut b) = pool.alloc() else {
                 no_buf += 1;
+                self.mbufs[plain] = self.mbufs[i];
+                plain += 1;
                 continue;
             };
             let frame = self.region.frame_of(data);
@@ -775,15 +810,21 @@ impl Port for DpdkPort {
                         pool.free(b);
                         multi += 1;
                     }
+                    self.mbufs[plain] = self.mbufs[i];
+                    plain += 1;
                 }
             }
         }
-        // Re-arm the exchanged mbufs, then give every mbuf of the burst back to its mempool.
-        // SAFETY: the first `rearm` spares are mbufs of this burst (refcnt 1, one segment) and
-        // their new frames were taken out of the pool above.
-        unsafe { sys::fp_mbuf_attach(self.spare.as_ptr(), rearm as u16, self.attach.as_ptr()) };
-        // SAFETY: all n mbufs are ours to free; the exchanged ones point at their new frames.
-        unsafe { sys::rte_pktmbuf_free_bulk(self.mbufs.as_mut_ptr(), n as u32) };
+        // `mbufs[..plain]` only ever moves entries down (plain <= i), so every mbuf of the
+        // burst is now in exactly one of `spare[..rearm]` and `mbufs[..plain]`.
+        // SAFETY: the first `rearm` spares are mbufs of this burst (refcnt 1, one segment, of
+        // this worker's pinned-extbuf mempools, since they held this worker's frames) and their
+        // new frames were taken out of the pool above.
+        unsafe { sys::fp_mbuf_rearm_put(self.spare.as_ptr(), rearm as u16, self.attach.as_ptr()) };
+        if plain > 0 {
+            // SAFETY: these mbufs are ours to free, each still with its own buffer.
+            unsafe { sys::rte_pktmbuf_free_bulk(self.mbufs.as_mut_ptr(), plain as u32) };
+        }
         let c = &self.counters;
         DpdkCounters::add(&c.rx_no_buffer, no_buf);
         DpdkCounters::add(&c.rx_copied, copied);
@@ -799,6 +840,9 @@ impl Port for DpdkPort {
             DpdkCounters::add(&self.counters.tx_foreign, 1);
         }
         let mut n = owned;
+        if n > 0 {
+            ensure_eal_thread();
+        }
         // All-or-nothing allocation: when the carriers run short, take what is there.
         // SAFETY: `mbufs` has room for n pointers; the mempool is this queue's.
         while n > 0
@@ -861,15 +905,15 @@ impl Port for DpdkPort {
                     },
                 };
             }
-            // SAFETY: the refused carriers are still ours (the device did not take them).
+            // SAFETY: the refused carriers are still ours (the device did not take them), one
+            // segment each, of this queue's pinned-extbuf transmit mempool.
             unsafe {
-                sys::fp_mbuf_attach(
+                sys::fp_mbuf_rearm_put(
                     self.mbufs[sent..].as_ptr(),
                     refused as u16,
                     self.attach.as_ptr(),
-                );
-                sys::rte_pktmbuf_free_bulk(self.mbufs[sent..].as_mut_ptr(), refused as u32);
-            }
+                )
+            };
             DpdkCounters::add(&self.counters.tx_ring_full, refused as u64);
         }
         sent
