@@ -12,8 +12,10 @@
 //!   on core 0) feeds port 0 from the same pcap and drains port 1 into a `net_null`. The
 //!   generator's single core bounds what either forwarder can be offered.
 //!
-//! Prints min/median/max per forwarder, the ratios of medians, and whether ferroplane's L3
-//! forward reaches the floor of 20% of testpmd's io forward on the same devices.
+//! Prints min/median/max per forwarder, both as Mpps and as CPU time of the forwarding thread per
+//! packet (on a machine shared with other work, the scheduler's share of core 1 moves the Mpps of
+//! each run; CPU per packet is what the forwarder costs), the ratios of medians, and whether
+//! ferroplane's L3 forward reaches the floor of 20% of testpmd's io forward.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,6 +106,40 @@ port = "right"
     )
 }
 
+/// CPU time (user + system, in clock ticks of 10 ms) of the thread of `pid` whose name contains
+/// `name`: the forwarding thread. On a shared machine its CPU time per packet says what the
+/// forwarder costs, whatever share of the core the scheduler gave it.
+fn thread_ticks(pid: u32, name: &str) -> Option<u64> {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.contains(name) {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // Fields after the parenthesised name: utime and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            return Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?);
+        }
+    }
+    None
+}
+
+/// The pid of the `ferroplane run` reading `config`.
+fn ferroplane_pid(config: &Path) -> Option<u32> {
+    let want = config.display().to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read_to_string(e.path().join("cmdline")).ok()?;
+        (cmd.contains("ferroplane\0run") && cmd.contains(&want)).then_some(pid)
+    })
+}
+
+/// One measurement: Mpps forwarded (wall clock) and ns of forwarding-thread CPU per packet.
+#[derive(Clone, Copy)]
+struct Sample {
+    mpps: f64,
+    cpu_ns: f64,
+}
+
 fn tx_packets(socket: &Path) -> u64 {
     match call(socket, Request::Stats) {
         Ok(Reply::Stats(s)) => s.ports.iter().find(|p| p.name == "right").unwrap().tx_packets,
@@ -111,30 +147,37 @@ fn tx_packets(socket: &Path) -> u64 {
     }
 }
 
-/// ferroplane forwarding left -> right: Mpps it transmitted on `right`.
+/// ferroplane forwarding left -> right: what it transmitted on `right`.
 fn ferroplane_run(
     dir: &Path,
     left: &str,
     right: &str,
     start_peer: &dyn Fn() -> Option<Child>,
-) -> f64 {
+) -> Sample {
     let socket = dir.join("ctl.sock");
     let cfg = ferroplane_config(dir, left, right);
+    let rdir = dir.join("ferroplane");
     let mut r = RouterProcess::start(
         &workspace_bin("ferroplane"),
         NS,
-        &dir.join("ferroplane"),
+        &rdir,
         &cfg,
         &socket,
         Duration::from_secs(30),
     )
     .unwrap_or_else(|e| panic!("ferroplane: {e}"));
+    let pid = ferroplane_pid(&rdir.join("router.toml")).expect("ferroplane's pid");
     let mut peer = start_peer();
     std::thread::sleep(Duration::from_secs(WARMUP_SECS));
-    let (c0, t0) = (tx_packets(&socket), Instant::now());
+    let (c0, k0, t0) = (tx_packets(&socket), thread_ticks(pid, "fp-worker"), Instant::now());
     std::thread::sleep(Duration::from_secs(RUN_SECS));
-    let (c1, t1) = (tx_packets(&socket), Instant::now());
-    let mpps = (c1 - c0) as f64 / (t1 - t0).as_secs_f64() / 1e6;
+    let (c1, k1, t1) = (tx_packets(&socket), thread_ticks(pid, "fp-worker"), Instant::now());
+    let packets = (c1 - c0) as f64;
+    let mpps = packets / (t1 - t0).as_secs_f64() / 1e6;
+    let cpu_ns = match (k0, k1) {
+        (Some(a), Some(b)) if packets > 0.0 => (b - a) as f64 * 1e7 / packets,
+        _ => f64::NAN,
+    };
     if mpps < 0.01 || std::env::var_os("DPDK_BENCH_VERBOSE").is_some() {
         if let Ok(s) = call(&socket, Request::Stats) {
             println!("ferroplane stats: {s:?}");
@@ -145,7 +188,7 @@ fn ferroplane_run(
         stop_gracefully(p);
     }
     r.stop();
-    mpps
+    Sample { mpps, cpu_ns }
 }
 
 /// Starts dpdk-testpmd: `lcores` maps its lcores to CPUs, `devices` become its ports in order,
@@ -168,6 +211,10 @@ fn testpmd(prefix: &str, lcores: &str, devices: &[String], mode: &str, log: &Pat
         "--burst",
         "64",
         "--no-mlockall",
+        // testpmd's default pool for four ports takes most of 256 huge pages: two testpmds (or
+        // one beside ferroplane) must fit.
+        "--total-num-mbufs",
+        "32768",
     ]);
     let out = std::fs::File::create(log).expect("testpmd log");
     c.stdout(Stdio::from(out.try_clone().unwrap()))
@@ -194,17 +241,22 @@ fn tx_pps(log: &str, port: u16) -> Vec<f64> {
     out
 }
 
-/// testpmd as the forwarder on core 1: Mpps it transmitted on port 1 (median of its periods).
+/// testpmd as the forwarder on core 1: what it transmitted on port 1 (median of its periods).
 fn testpmd_run(
     dir: &Path,
     mode: &str,
     devices: &[String],
     start_peer: &dyn Fn() -> Option<Child>,
-) -> f64 {
+) -> Sample {
     let log = dir.join(format!("testpmd-{mode}.log"));
     let mut t = testpmd("fpbench-dut", "0@0,1@1", devices, mode, &log);
     let mut peer = start_peer();
-    std::thread::sleep(Duration::from_secs(WARMUP_SECS + RUN_SECS + 1));
+    std::thread::sleep(Duration::from_secs(WARMUP_SECS));
+    // Its forwarding lcore is the EAL thread of lcore 1 ("...-worker-1").
+    let k0 = thread_ticks(t.id(), "worker-1");
+    std::thread::sleep(Duration::from_secs(RUN_SECS));
+    let k1 = thread_ticks(t.id(), "worker-1");
+    std::thread::sleep(Duration::from_secs(1));
     stop_gracefully(&mut t);
     if let Some(p) = peer.as_mut() {
         stop_gracefully(p);
@@ -217,21 +269,35 @@ fn testpmd_run(
         panic!("testpmd {mode}: too few stats periods ({}):\n{text}", pps.len());
     }
     let mut v = pps.drain(skip..pps.len() - 1).collect::<Vec<_>>();
-    min_median_max(&mut v).1 / 1e6
+    let mpps = min_median_max(&mut v).1 / 1e6;
+    let cpu_ns = match (k0, k1) {
+        (Some(a), Some(b)) if mpps > 0.0 => (b - a) as f64 * 1e7 / (mpps * 1e6 * RUN_SECS as f64),
+        _ => f64::NAN,
+    };
+    Sample { mpps, cpu_ns }
 }
 
-fn report(setup: &str, results: &mut [(&str, Vec<f64>)]) {
+fn report(setup: &str, results: &mut [(&str, Vec<Sample>)]) {
     println!("== {setup}");
     let mut med = Vec::new();
+    let mut med_ns = Vec::new();
     for (name, v) in results.iter_mut() {
-        let (a, b, c) = min_median_max(v);
-        println!("{setup:<6} {name:<26} min {a:7.3}  median {b:7.3}  max {c:7.3} Mpps");
+        let mut mpps: Vec<f64> = v.iter().map(|s| s.mpps).collect();
+        let mut ns: Vec<f64> = v.iter().map(|s| s.cpu_ns).collect();
+        let (a, b, c) = min_median_max(&mut mpps);
+        let (x, y, z) = min_median_max(&mut ns);
+        println!(
+            "{setup:<6} {name:<16} min {a:7.3}  median {b:7.3}  max {c:7.3} Mpps   CPU per packet min {x:6.1}  median {y:6.1}  max {z:6.1} ns"
+        );
         med.push(b);
+        med_ns.push(y);
     }
     println!(
-        "{setup:<6} ferroplane L3 / testpmd io = {:.2}, / testpmd macswap = {:.2}; floor {:.0}%: {}",
+        "{setup:<6} ferroplane L3 / testpmd io = {:.2} (Mpps), {:.2} (CPU per packet); / testpmd macswap = {:.2}, {:.2}; floor {:.0}% of io: {}",
         med[0] / med[1],
+        med_ns[1] / med_ns[0],
         med[0] / med[2],
+        med_ns[2] / med_ns[0],
         FLOOR * 100.0,
         if med[0] >= FLOOR * med[1] { "met" } else { "MISSED" }
     );
@@ -262,13 +328,16 @@ fn main() {
     let source = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
     let sink = "net_null0,no-rx=1".to_string();
     let devices = [source.clone(), sink.clone()];
-    let mut pcap_results: Vec<(&str, Vec<f64>)> =
+    let mut pcap_results: Vec<(&str, Vec<Sample>)> =
         vec![("ferroplane L3", vec![]), ("testpmd io", vec![]), ("testpmd macswap", vec![])];
     for run in 0..runs {
         let f = ferroplane_run(&dir, &source, &sink, &|| None);
         let io = testpmd_run(&dir, "io", &devices, &|| None);
         let ms = testpmd_run(&dir, "macswap", &devices, &|| None);
-        println!("pcap run {run}: ferroplane {f:.3}  testpmd io {io:.3}  macswap {ms:.3} Mpps");
+        println!(
+            "pcap run {run}: ferroplane {:.3}  testpmd io {:.3}  macswap {:.3} Mpps",
+            f.mpps, io.mpps, ms.mpps
+        );
         pcap_results[0].1.push(f);
         pcap_results[1].1.push(io);
         pcap_results[2].1.push(ms);
@@ -292,13 +361,16 @@ fn main() {
         Some(testpmd("fpbench-gen", "0@0,1@0", &gen_devices, "io", &gen_log))
     };
     let devices = [left.clone(), right.clone()];
-    let mut memif_results: Vec<(&str, Vec<f64>)> =
+    let mut memif_results: Vec<(&str, Vec<Sample>)> =
         vec![("ferroplane L3", vec![]), ("testpmd io", vec![]), ("testpmd macswap", vec![])];
     for run in 0..runs {
         let f = ferroplane_run(&dir, &left, &right, &generator);
         let io = testpmd_run(&dir, "io", &devices, &generator);
         let ms = testpmd_run(&dir, "macswap", &devices, &generator);
-        println!("memif run {run}: ferroplane {f:.3}  testpmd io {io:.3}  macswap {ms:.3} Mpps");
+        println!(
+            "memif run {run}: ferroplane {:.3}  testpmd io {:.3}  macswap {:.3} Mpps",
+            f.mpps, io.mpps, ms.mpps
+        );
         memif_results[0].1.push(f);
         memif_results[1].1.push(io);
         memif_results[2].1.push(ms);
@@ -310,6 +382,10 @@ fn main() {
     }
     report("pcap", &mut pcap_results);
     report("memif", &mut memif_results);
+    println!(
+        "load average during the run: {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
     let _ = run("ip", &["netns", "del", NS]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -302,6 +302,55 @@ fn iova_map(base: usize, len: usize, page: usize) -> IovaMap {
     IovaMap::Pages { page_shift: page.trailing_zeros(), iovas }
 }
 
+/// Frames between a transmit and the next receive of the same worker: the frame a carrier gave
+/// up on transmit re-arms the next received mbuf directly, without becoming a `PacketBuf` in
+/// the pool in between (building one and pushing it, then popping and resetting it, cost more
+/// than the rest of the exchange). Frames in a thread's stash are owned by that thread's stash
+/// alone; only the worker thread that owns the pool (and runs every port of it) touches them.
+mod stash {
+    use std::cell::RefCell;
+
+    /// Most frames a stash holds per pool region; more go back to the pool.
+    pub const CAPACITY: usize = 256;
+
+    thread_local! {
+        /// (region base, frame indices) per pool region this thread has used.
+        static STASHES: RefCell<Vec<(usize, Vec<u32>)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Takes the stash of the region at `base` out (empty if none yet; allocation-free).
+    #[inline]
+    pub fn take(base: usize) -> Vec<u32> {
+        STASHES.with(|s| {
+            let mut s = s.borrow_mut();
+            s.iter_mut()
+                .find(|(b, _)| *b == base)
+                .map(|(_, v)| std::mem::take(v))
+                .unwrap_or_default()
+        })
+    }
+
+    /// Frames in the calling thread's stash of the region at `base`.
+    pub fn len(base: usize) -> usize {
+        STASHES.with(|s| s.borrow().iter().find(|(b, _)| *b == base).map_or(0, |(_, v)| v.len()))
+    }
+
+    /// Puts a stash back. Its capacity is allocated once, on a thread's first transmit.
+    #[inline]
+    pub fn put(base: usize, mut stash: Vec<u32>) {
+        if stash.capacity() == 0 {
+            stash.reserve_exact(CAPACITY);
+        }
+        STASHES.with(|s| {
+            let mut s = s.borrow_mut();
+            match s.iter_mut().find(|(b, _)| *b == base) {
+                Some((_, v)) => *v = stash,
+                None => s.push((base, stash)),
+            }
+        })
+    }
+}
+
 /// Mbufs each worker keeps in its own cache of a queue's mempool (DPDK's per-lcore cache): a
 /// burst's allocations and frees then touch only the cache, not the mempool's shared ring.
 const MEMPOOL_CACHE: usize = 256;
@@ -714,6 +763,12 @@ impl DpdkPort {
         }
     }
 
+    /// Frames of this queue's pool waiting in the calling thread's stash (between a transmit
+    /// and the next receive), for leak checks: pool + stash + buffers in hand is constant.
+    pub fn stashed_frames(&self) -> usize {
+        stash::len(self.region.base())
+    }
+
     /// Re-arms `attach[k]` to give an mbuf frame `frame` in the receive layout.
     #[inline]
     fn rx_layout(&self, frame: usize) -> sys::fp_mbuf_attach {
@@ -754,6 +809,7 @@ impl Port for DpdkPort {
         }
         // SAFETY: the first n entries are mbufs the device just handed over.
         unsafe { sys::fp_mbuf_views(self.mbufs.as_ptr(), n as u16, self.views.as_mut_ptr()) };
+        let mut stash = stash::take(self.region.base());
         let mut got = 0;
         let mut rearm = 0;
         // Mbufs handed back as they came (no exchange): freed the generic way below.
@@ -769,25 +825,37 @@ impl Port for DpdkPort {
             }
             let data = v.data as usize;
             let len = v.data_len as usize;
-            let Some(mut b) = pool.alloc() else {
-                no_buf += 1;
-                self.mbufs[plain] = self.mbufs[i];
-                plain += 1;
-                continue;
-            };
-            let frame = self.region.frame_of(data);
-            let in_frame = frame
+            let in_frame = self
+                .region
+                .frame_of(data)
                 .map(|f| (f, data - self.region.frame_addr(f)))
                 .filter(|&(_, head)| head + len <= FRAME_SIZE);
-            match in_frame {
-                Some((f, head)) if self.region.owns(&b) => {
-                    // Exchange: the mbuf takes the pool's free frame `b`, the pipeline takes
-                    // the frame the device filled.
+            // The frame to re-arm the mbuf with: one a transmit left in the stash, else a
+            // free buffer of the pool.
+            let mut from_pool = None;
+            let spare_frame = match in_frame {
+                None => None,
+                Some(_) => match stash.pop() {
+                    Some(s) => Some(self.region.frame_addr(s as usize)),
+                    None => match pool.alloc() {
+                        Some(b) if self.region.owns(&b) => Some(b.frame_ptr() as usize),
+                        Some(b) => {
+                            from_pool = Some(b);
+                            None
+                        }
+                        None => None,
+                    },
+                },
+            };
+            match (in_frame, spare_frame) {
+                (Some((f, head)), Some(spare)) => {
+                    // Exchange: the mbuf takes the spare frame (whose buffer, if it came from
+                    // the pool, ends here: a PacketBuf has no Drop), the pipeline takes the
+                    // frame the device filled.
                     self.spare[rearm] = self.mbufs[i];
-                    self.attach[rearm] = self.rx_layout(b.frame_ptr() as usize);
+                    self.attach[rearm] = self.rx_layout(spare);
                     rearm += 1;
-                    // `b` ends here: its frame is the mbuf's now (a PacketBuf has no Drop).
-                    // SAFETY: frame `f` belonged to mbuf i, which is re-armed with another
+                    // SAFETY: frame `f` belonged to mbuf i, which is re-armed with the spare
                     // frame below before anything uses it again: the buffer is its only owner.
                     let mut got_buf = unsafe { self.region.take(f) };
                     // Inside the frame (checked above), so this cannot fail.
@@ -797,24 +865,30 @@ impl Port for DpdkPort {
                     got += 1;
                 }
                 _ => {
-                    // Not one of this worker's frames: copy it out (counted), leave the mbuf
-                    // its own buffer.
-                    // SAFETY: the device handed over `len` readable bytes at `data`.
-                    let bytes = unsafe { std::slice::from_raw_parts(v.data, len) };
-                    if b.fill_from(bytes).is_ok() {
-                        b.meta.timestamp_ns = now_ns;
-                        out.push(b);
-                        got += 1;
-                        copied += 1;
-                    } else {
-                        pool.free(b);
-                        multi += 1;
+                    // Not one of this worker's frames (or a pool that is not this port's):
+                    // copy it out (counted), leave the mbuf its own buffer.
+                    match from_pool.or_else(|| pool.alloc()) {
+                        Some(mut b) => {
+                            // SAFETY: the device handed over `len` readable bytes at `data`.
+                            let bytes = unsafe { std::slice::from_raw_parts(v.data, len) };
+                            if b.fill_from(bytes).is_ok() {
+                                b.meta.timestamp_ns = now_ns;
+                                out.push(b);
+                                got += 1;
+                                copied += 1;
+                            } else {
+                                pool.free(b);
+                                multi += 1;
+                            }
+                        }
+                        None => no_buf += 1,
                     }
                     self.mbufs[plain] = self.mbufs[i];
                     plain += 1;
                 }
             }
         }
+        stash::put(self.region.base(), stash);
         // `mbufs[..plain]` only ever moves entries down (plain <= i), so every mbuf of the
         // burst is now in exactly one of `spare[..rearm]` and `mbufs[..plain]`.
         // SAFETY: the first `rearm` spares are mbufs of this burst (refcnt 1, one segment, of
@@ -877,15 +951,22 @@ impl Port for DpdkPort {
         let sent = unsafe {
             sys::fp_tx_burst(self.port_id, self.queue, self.mbufs.as_mut_ptr(), n as u16)
         } as usize;
-        // Sent: each carrier owns its packet's frame now; its previous frame goes to the pool.
+        // Sent: each carrier owns its packet's frame now; its previous frame goes to the stash
+        // (the next receive re-arms an mbuf with it), or to the pool when the stash is full.
         // Each drained buffer ends here: its frame is the carrier's now (no Drop to run).
+        let mut stash = stash::take(self.region.base());
         for (i, _sent) in pkts.drain(..sent).enumerate() {
             if let Some(f) = self.region.frame_of(self.views[i].buf_addr as usize) {
-                // SAFETY: the carrier pointed at frame `f` before the exchange above and points
-                // at the packet's frame now: `f` is ours alone.
-                pool.free(unsafe { self.region.take(f) });
+                if stash.len() < stash::CAPACITY {
+                    stash.push(f as u32);
+                } else {
+                    // SAFETY: the carrier pointed at frame `f` before the exchange above and
+                    // points at the packet's frame now: `f` is ours alone.
+                    pool.free(unsafe { self.region.take(f) });
+                }
             }
         }
+        stash::put(self.region.base(), stash);
         // Refused: each carrier gets its previous frame back and returns to its mempool; the
         // packets stay in `pkts` for the caller to count.
         let refused = n - sent;
