@@ -1102,6 +1102,14 @@ port = "left"
                 ))
                 .unwrap(),
             ),
+            (
+                "router-dpdk.toml",
+                std::fs::read_to_string(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../examples/router-dpdk.toml"
+                ))
+                .unwrap(),
+            ),
         ] {
             let c = parse_str(&text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
             let again = parse_str(&c.to_toml(), "printed")

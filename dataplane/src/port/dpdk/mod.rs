@@ -642,11 +642,11 @@ pub struct DeviceReport {
 }
 
 impl DeviceStatus {
-    fn link(&self) -> Option<sys::rte_eth_link> {
-        self.open.upgrade()?;
+    /// The link, read while `_open` keeps the device from closing.
+    fn link(&self, _open: &Arc<DeviceShared>) -> Option<sys::rte_eth_link> {
         // SAFETY: rte_eth_link is plain data.
         let mut l: sys::rte_eth_link = unsafe { std::mem::zeroed() };
-        // SAFETY: the device is open (checked above); the query does not wait.
+        // SAFETY: the device is open (the caller holds it); the query does not wait.
         let r = unsafe { sys::rte_eth_link_get_nowait(self.port_id, &mut l) };
         (r == 0).then_some(l)
     }
@@ -654,7 +654,8 @@ impl DeviceStatus {
     /// Checks the link and counts and logs a change; call it periodically (the daemon does,
     /// every second), never from a worker.
     pub fn poll_link(&self, name: &str) {
-        let Some(l) = self.link() else { return };
+        let Some(open) = self.open.upgrade() else { return };
+        let Some(l) = self.link(&open) else { return };
         let up = l.link_status() as u64;
         let prev = self.last_link.swap(up, Ordering::Relaxed);
         if prev != up {
@@ -671,7 +672,9 @@ impl DeviceStatus {
 
     /// The link and every counter.
     pub fn report(&self) -> DeviceReport {
-        let Some(l) = self.link() else {
+        // Held to the end: the device cannot close while its counters are read.
+        let open = self.open.upgrade();
+        let Some(l) = open.as_ref().and_then(|o| self.link(o)) else {
             return DeviceReport { link: "closed".into(), counters: Vec::new() };
         };
         let link = if l.link_status() == 0 {
@@ -688,7 +691,7 @@ impl DeviceStatus {
         };
         // SAFETY: rte_eth_stats is plain data.
         let mut s: sys::rte_eth_stats = unsafe { std::mem::zeroed() };
-        // SAFETY: the device is open (link() checked); stats_get only reads counters.
+        // SAFETY: the device is open (`open` holds it); stats_get only reads counters.
         let r = unsafe { sys::rte_eth_stats_get(self.port_id, &mut s) };
         let mut counters = Vec::new();
         if r == 0 {
