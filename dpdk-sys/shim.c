@@ -55,6 +55,17 @@ void fp_mbuf_attach(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mb
 	}
 }
 
+int fp_tx_carriers(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
+		   const struct fp_mbuf_attach *attach, uint8_t **old)
+{
+	if (rte_pktmbuf_alloc_bulk(mp, pkts, n) != 0)
+		return -1;
+	for (uint16_t i = 0; i < n; i++)
+		old[i] = pkts[i]->buf_addr;
+	fp_mbuf_attach(pkts, n, attach);
+	return 0;
+}
+
 void fp_mbuf_rearm_put(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach)
 {
 	fp_mbuf_attach(pkts, n, attach);

@@ -51,6 +51,12 @@ void fp_mbuf_views(struct rte_mbuf *const *pkts, uint16_t n, struct fp_mbuf_view
  * one segment. The caller owns the mbufs (refcnt 1) and the buffers. */
 void fp_mbuf_attach(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach);
 
+/* Transmit carriers in one call: allocates n mbufs from mp (all or none: returns -1 and
+ * allocates nothing when the mempool has fewer), records each one's current buffer address in
+ * old[i] and points it at attach[i] (as fp_mbuf_attach). */
+int fp_tx_carriers(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
+		   const struct fp_mbuf_attach *attach, uint8_t **old);
+
 /* Re-arms n mbufs of ferroplane's pinned-extbuf mempools with attach[i]'s buffers (as
  * fp_mbuf_attach) and puts them straight back into their mempools: the caller owns them
  * (refcnt 1, one segment), so the generic free path's checks are not needed. */

@@ -614,6 +614,7 @@ impl DpdkDevice {
                 spare: [std::ptr::null_mut(); BURST],
                 views: [sys::fp_mbuf_view::default(); BURST],
                 attach: [sys::fp_mbuf_attach::default(); BURST],
+                old: [std::ptr::null_mut(); BURST],
                 counters: self.counters.clone(),
                 _device: shared.clone(),
             })
@@ -737,6 +738,8 @@ pub struct DpdkPort {
     spare: [*mut sys::rte_mbuf; BURST],
     views: [sys::fp_mbuf_view; BURST],
     attach: [sys::fp_mbuf_attach; BURST],
+    /// Transmit: each carrier's buffer before it took its packet's frame.
+    old: [*mut u8; BURST],
     counters: Arc<DpdkCounters>,
     /// Keeps the device open while any of its queues is.
     _device: Arc<DeviceShared>,
@@ -921,26 +924,10 @@ impl Port for DpdkPort {
             DpdkCounters::add(&self.counters.tx_foreign, 1);
         }
         let mut n = owned;
-        if n > 0 {
-            ensure_eal_thread();
-        }
-        // All-or-nothing allocation: when the carriers run short, take what is there.
-        // SAFETY: `mbufs` has room for n pointers; the mempool is this queue's.
-        while n > 0
-            && unsafe {
-                sys::fp_pktmbuf_alloc_bulk(self.tx_pool, self.mbufs.as_mut_ptr(), n as u32)
-            } != 0
-        {
-            // SAFETY: plain query of a live mempool.
-            let avail = unsafe { sys::rte_mempool_avail_count(self.tx_pool) } as usize;
-            n = avail.min(n - 1);
-        }
-        DpdkCounters::add(&self.counters.tx_no_mbuf, (owned - n) as u64);
         if n == 0 {
             return 0;
         }
-        // SAFETY: the first n entries are carriers just allocated.
-        unsafe { sys::fp_mbuf_views(self.mbufs.as_ptr(), n as u16, self.views.as_mut_ptr()) };
+        ensure_eal_thread();
         for (i, b) in pkts[..n].iter().enumerate() {
             let f = b.frame_ptr() as usize;
             self.attach[i] = sys::fp_mbuf_attach {
@@ -951,9 +938,30 @@ impl Port for DpdkPort {
                 data_len: b.len() as u16,
             };
         }
-        // SAFETY: n carriers, each now pointing at its packet's frame (the packets stay in
-        // `pkts`, untouched, until the device's answer says who owns the frames).
-        unsafe { sys::fp_mbuf_attach(self.mbufs.as_ptr(), n as u16, self.attach.as_ptr()) };
+        // Carriers, each pointed at its packet's frame; their previous buffers go to `old`.
+        // All or nothing: when the carriers run short, take what is there.
+        // SAFETY: `mbufs`, `attach` and `old` have room for n entries; the mempool is this
+        // queue's; the packets stay in `pkts`, untouched, until the device's answer says who
+        // owns their frames.
+        while n > 0
+            && unsafe {
+                sys::fp_tx_carriers(
+                    self.tx_pool,
+                    self.mbufs.as_mut_ptr(),
+                    n as u16,
+                    self.attach.as_ptr(),
+                    self.old.as_mut_ptr(),
+                )
+            } != 0
+        {
+            // SAFETY: plain query of a live mempool.
+            let avail = unsafe { sys::rte_mempool_avail_count(self.tx_pool) } as usize;
+            n = avail.min(n - 1);
+        }
+        DpdkCounters::add(&self.counters.tx_no_mbuf, (owned - n) as u64);
+        if n == 0 {
+            return 0;
+        }
         // SAFETY: the carriers are valid one-segment mbufs for this queue's port.
         let sent = unsafe {
             sys::fp_tx_burst(self.port_id, self.queue, self.mbufs.as_mut_ptr(), n as u16)
@@ -963,7 +971,7 @@ impl Port for DpdkPort {
         // Each drained buffer ends here: its frame is the carrier's now (no Drop to run).
         let mut stash = stash::take(self.region.base());
         for (i, _sent) in pkts.drain(..sent).enumerate() {
-            if let Some(f) = self.region.frame_of(self.views[i].buf_addr as usize) {
+            if let Some(f) = self.region.frame_of(self.old[i] as usize) {
                 if stash.len() < stash::CAPACITY {
                     stash.push(f as u32);
                 } else {
@@ -979,13 +987,13 @@ impl Port for DpdkPort {
         let refused = n - sent;
         if refused > 0 {
             for i in sent..n {
-                let old = self.views[i].buf_addr as usize;
+                let old = self.old[i] as usize;
                 self.attach[i - sent] = match self.region.frame_of(old) {
                     Some(f) => self.rx_layout(self.region.frame_addr(f)),
                     // Carriers only ever hold this region's frames; should one not, put its
                     // buffer back exactly as it was rather than guess.
                     None => sys::fp_mbuf_attach {
-                        buf_addr: self.views[i].buf_addr,
+                        buf_addr: self.old[i],
                         buf_iova: self.region.iova(old),
                         buf_len: RX_BUF_LEN as u16,
                         data_off: MBUF_HEADROOM as u16,
