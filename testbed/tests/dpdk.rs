@@ -81,12 +81,18 @@ fn ping_v4_v6_both_ways_through_af_packet_ports_and_port_show_has_the_link() {
     let neigh = sh(&t.h1, &["ip", "neigh", "show", "dev", &t.h1_if]);
     assert!(neigh.contains(&format!("{} lladdr {}", addr::R_LEFT_V4, ports[0].mac)), "{neigh}");
     // fpctl prints it too.
-    let o = Command::new(workspace_bin("fpctl"))
+    let fpctl = workspace_bin("fpctl");
+    assert!(
+        fpctl.exists(),
+        "{} missing: run `cargo build --workspace --bins` first",
+        fpctl.display()
+    );
+    let o = Command::new(&fpctl)
         .arg("--socket")
         .arg(&b.router.socket)
         .args(["port", "show"])
         .output()
-        .unwrap();
+        .expect("run fpctl");
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("link up") && text.contains("ipackets"), "fpctl port show:\n{text}");
 }
