@@ -83,8 +83,3 @@ void fp_mbuf_rearm_put(struct rte_mbuf *const *pkts, uint16_t n, const struct fp
 		i = j;
 	}
 }
-
-unsigned int fp_mempool_size(const struct rte_mempool *mp)
-{
-	return mp->size;
-}

@@ -62,7 +62,5 @@ int fp_tx_carriers(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
  * (refcnt 1, one segment), so the generic free path's checks are not needed. */
 void fp_mbuf_rearm_put(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach);
 
-/* rte_mempool_avail_count / rte_mempool_in_use_count are exported; this one is inline. */
-unsigned int fp_mempool_size(const struct rte_mempool *mp);
 
 #endif

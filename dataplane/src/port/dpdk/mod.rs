@@ -12,18 +12,22 @@
 //!
 //! - receive: the device fills an mbuf whose buffer is frame F (`buf_addr = F + 128`, so the data
 //!   starts at `F + 256`, the pipeline's headroom). The port hands F to the pipeline as a
-//!   `PacketBuf` and re-arms the mbuf with a free frame from the pool before returning it to its
-//!   mempool. Mempools never shrink and the pool gives one frame for the one it gets.
-//! - transmit: the port takes carrier mbufs from the queue's transmit mempool, gives each
-//!   carrier's frame back to the pool and points the carrier at the packet's frame (any head
-//!   offset: encapsulation may have moved it). What the device does not take is re-armed with
-//!   its old frame and stays the caller's.
+//!   `PacketBuf` and re-arms the mbuf with a spare frame before putting it back into its
+//!   mempool. Mempools never shrink: every frame that leaves one is replaced.
+//! - transmit: the port takes carrier mbufs from the queue's transmit mempool, points each at its
+//!   packet's frame (any head offset: encapsulation may have moved it) and keeps the carrier's
+//!   previous frame as a spare. What the device does not take is re-armed with its old frame
+//!   and stays the caller's.
+//! - spares: a frame a carrier gave up waits in the worker thread's stash (the `stash` module) for
+//!   the next receive; receive takes one from the pool only when the stash is empty, transmit
+//!   gives one to the pool only when the stash is full.
 //!
-//! Per packet that is one pool pop or push and a few header stores, done a burst at a time
-//! through the C shim (one foreign call per burst): no allocation, lock or syscall. The
-//! ownership invariant (each frame owned by exactly one of the pool, a `PacketBuf`, or one mbuf)
-//! holds across every step; mbufs from elsewhere (another worker's frames looped back by a
-//! net_ring, a PMD that hands out its own buffers) are copied into a pool buffer and counted.
+//! Per packet that is a stash pop or push (a pool pop or push at worst) and a few header stores,
+//! done a burst at a time through the C shim (one foreign call per burst and step): no
+//! allocation, lock or syscall. The ownership invariant (each frame owned by exactly one of the
+//! pool, a `PacketBuf`, the stash, or one mbuf) holds across every step; mbufs from elsewhere
+//! (another worker's frames looped back by a net_ring, a PMD that hands out its own buffers) are
+//! copied into a pool buffer and counted.
 //!
 //! Receive and transmit use separate mempools so that an mbuf the device allocates for
 //! receiving always has the receive layout (`buf_addr = F + 128`): transmit carriers, whose
