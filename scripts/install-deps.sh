@@ -19,6 +19,11 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # libxdp (built from source by xsk-rs) checks for libpcap headers.
 dpkg -s libpcap-dev >/dev/null 2>&1 || need_apt+=(libpcap-dev)
+# The `dpdk` feature: DPDK 22.11 headers and PMDs (libdpdk-dev), libclang for bindgen, and
+# dpdk-testpmd (Debian's dpdk-dev) for the DPDK benchmark's baseline.
+dpkg -s libdpdk-dev >/dev/null 2>&1 || need_apt+=(libdpdk-dev)
+dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+have dpdk-testpmd || need_apt+=(dpdk-dev)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2

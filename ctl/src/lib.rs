@@ -337,8 +337,15 @@ pub struct PortInfo {
     pub mtu: u16,
     pub addresses: Vec<String>,
     pub queues: u16,
-    /// AF_XDP: the bind and attach modes chosen, e.g. "copy/native".
+    /// AF_XDP: the bind and attach modes chosen, e.g. "copy/native"; DPDK: the PMD and queues.
     pub mode: Option<String>,
+    /// DPDK: the link as the device reports it now ("up 10 Gbps full-duplex", "down").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// DPDK: the device's counters (rte_eth_stats) and the port's own (mempool exhaustion,
+    /// refused transmits, link changes), read when asked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub device_counters: BTreeMap<String, u64>,
 }
 
 /// Why a client call failed.

@@ -70,10 +70,20 @@ pub fn preflight(cfg: &Config) -> Result<(), String> {
                     errors.push(format!("port `{}`: interface `{ifname}` has {avail} rx queue(s), fewer than queues = {}", p.name, p.queues));
                 }
             }
+            #[cfg(not(feature = "dpdk"))]
             Driver::Dpdk => errors.push(format!(
                 "port `{}`: driver \"dpdk\" needs a build with `--features dpdk`",
                 p.name
             )),
+            #[cfg(feature = "dpdk")]
+            Driver::Dpdk => {
+                if p.queues as usize != nworkers {
+                    errors.push(format!(
+                        "port `{}`: {} queue(s) but {nworkers} worker(s); each worker serves one queue of every port, so set `queues = {nworkers}`",
+                        p.name, p.queues
+                    ));
+                }
+            }
             Driver::Memory => errors.push(format!(
                 "port `{}`: driver \"memory\" has no wire; it is for `ferroplane replay` and tests",
                 p.name
@@ -107,6 +117,17 @@ pub(crate) fn open_port(p: &PortConfig, queue: u16) -> Result<Box<dyn Port>, Str
     }
 }
 
+/// A device port's live view (DPDK): its link and counters for `fpctl port show`, and the link
+/// watch of the daemon's main loop.
+#[derive(Clone)]
+pub(crate) struct DeviceView {
+    report: Arc<dyn Fn() -> (String, std::collections::BTreeMap<String, u64>) + Send + Sync>,
+    poll_link: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// How often the main loop checks device links (in 100 ms turns).
+const LINK_POLL_TURNS: u32 = 10;
+
 /// How long a client waits for the control thread before getting `failed`.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -114,23 +135,75 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 /// difference like `fpctl config apply`.
 pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     preflight(&cfg)?;
-    let mut tables = build_tables(&cfg, &|p| p.interface.as_deref().and_then(interface_mac))?;
+    // DPDK devices are probed before the tables are built: their MACs come from DPDK.
+    #[cfg(feature = "dpdk")]
+    let dpdk = crate::port::dpdk::setup::probe_all(&cfg)?;
+    let mac_of = |p: &PortConfig| -> Option<[u8; 6]> {
+        #[cfg(feature = "dpdk")]
+        if p.driver == Driver::Dpdk {
+            let i = cfg.ports.iter().position(|q| q.name == p.name)?;
+            return dpdk.get(i)?.as_ref().map(|d| d.mac());
+        }
+        p.interface.as_deref().and_then(interface_mac)
+    };
+    let mut tables = build_tables(&cfg, &mac_of)?;
     let control = ControlPlane::new(&cfg, tables.ports.clone())?;
     control.install(&mut tables);
     let nworkers = cfg.dataplane.workers.len();
     let mut workers = Vec::with_capacity(nworkers);
     let mut modes: Vec<Option<String>> = vec![None; cfg.ports.len()];
-    for (w, &core) in cfg.dataplane.workers.iter().enumerate() {
+    // The workers' pools exist before the ports: DPDK queues build their mempools over them.
+    #[cfg(feature = "dpdk")]
+    let pool_frames = runtime::POOL_FRAMES + crate::port::dpdk::setup::frames_per_worker(&cfg);
+    #[cfg(not(feature = "dpdk"))]
+    let pool_frames = runtime::POOL_FRAMES;
+    #[allow(unused_mut)]
+    let mut pools = (0..nworkers)
+        .map(|w| {
+            ferroplane_pipeline::pool::Pool::new(
+                pool_frames,
+                ferroplane_hugepages::Policy::PreferHuge,
+            )
+            .map_err(|e| format!("worker {w}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    #[allow(unused_mut)]
+    let mut devices: Vec<Option<DeviceView>> = vec![None; cfg.ports.len()];
+    #[cfg(feature = "dpdk")]
+    let mut dpdk_queues = {
+        let (queues, statuses) = crate::port::dpdk::setup::start_all(dpdk, &mut pools)?;
+        for (i, st) in statuses.into_iter().enumerate() {
+            if let Some((name, st)) = st {
+                let (a, b) = (st.clone(), st);
+                devices[i] = Some(DeviceView {
+                    report: Arc::new(move || {
+                        let r = a.report();
+                        (r.link, r.counters.into_iter().collect())
+                    }),
+                    poll_link: Arc::new(move || b.poll_link(&name)),
+                });
+            }
+        }
+        queues
+    };
+    for (w, (&core, pool)) in cfg.dataplane.workers.iter().zip(pools).enumerate() {
         let mut ports = Vec::new();
         for (i, p) in cfg.ports.iter().enumerate() {
-            let port = open_port(p, w as u16)?;
+            let port: Box<dyn Port> = match p.driver {
+                #[cfg(feature = "dpdk")]
+                Driver::Dpdk => match dpdk_queues.get_mut(i).and_then(|q| q.as_mut()?.next()) {
+                    Some(q) => Box::new(q),
+                    None => return Err(format!("port `{}`: no DPDK queue {w}", p.name)),
+                },
+                _ => open_port(p, w as u16)?,
+            };
             if w == 0 {
                 modes[i] = port.mode_name();
             }
             ports.push(port);
         }
         let rx_ports = (0..cfg.ports.len() as PortId).collect();
-        workers.push(WorkerPorts { core: Some(core), ports, rx_ports });
+        workers.push(WorkerPorts { core: Some(core), ports, rx_ports, pool: Some(pool) });
     }
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
     let control_core = (0..ncpu).find(|c| !cfg.dataplane.workers.contains(c));
@@ -152,7 +225,7 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let socket_path = cfg.dataplane.control_socket.clone();
     let listener = ferroplane_ctl::server::bind(&socket_path)
         .map_err(|e| format!("control socket {}: {e}", socket_path.display()))?;
-    let handler = handler(&cfg, &running, modes);
+    let handler = handler(&cfg, &running, modes, devices.clone());
     let ctl_stop = Arc::new(AtomicBool::new(false));
     let ctl = ferroplane_ctl::server::serve(
         listener,
@@ -177,7 +250,14 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
         socket_path.display()
     );
     let mut failure = None;
+    let mut turn = 0u32;
     while !stop.load(Ordering::Relaxed) {
+        turn = turn.wrapping_add(1);
+        if turn.is_multiple_of(LINK_POLL_TURNS) {
+            for d in devices.iter().flatten() {
+                (d.poll_link)();
+            }
+        }
         if !running.healthy() {
             failure = Some("a worker or the control thread stopped unexpectedly".to_string());
             break;
@@ -287,6 +367,7 @@ fn handler(
     cfg: &Config,
     running: &Running,
     modes: Vec<Option<String>>,
+    devices: Vec<Option<DeviceView>>,
 ) -> ferroplane_ctl::server::Handler {
     let stats = stats_source(running);
     let tables = running.tables.clone();
@@ -312,6 +393,13 @@ fn handler(
                 .enumerate()
                 .map(|(i, p)| {
                     let c = port_cfg.get(i);
+                    let (link, device_counters) = match devices.get(i).and_then(|d| d.as_ref()) {
+                        Some(d) => {
+                            let (link, counters) = (d.report)();
+                            (Some(link), counters)
+                        }
+                        None => (None, Default::default()),
+                    };
                     ferroplane_ctl::PortInfo {
                         name: p.name.clone(),
                         driver: c.map_or("?".into(), |c| c.driver.to_string()),
@@ -321,6 +409,8 @@ fn handler(
                         addresses: p.addresses.iter().map(|(a, l)| format!("{a}/{l}")).collect(),
                         queues: c.map_or(1, |c| c.queues),
                         mode: modes.get(i).cloned().flatten(),
+                        link,
+                        device_counters,
                     }
                 })
                 .collect();

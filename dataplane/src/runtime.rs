@@ -131,6 +131,9 @@ pub struct WorkerPorts {
     pub core: Option<usize>,
     pub ports: Vec<Box<dyn Port>>,
     pub rx_ports: Vec<PortId>,
+    /// The worker's pool, when its ports were built over it (DPDK queues' mempools take their
+    /// frames from it); `None`: a pool of [`POOL_FRAMES`] is made here.
+    pub pool: Option<Pool>,
 }
 
 /// Starts the workers and the control thread.
@@ -155,8 +158,11 @@ pub fn start(
     let mut port_owner: Vec<u8> = Vec::new();
     let learn = Arc::new(LearnQueue::new(LEARN_QUEUE));
     for (w, wp) in workers.into_iter().enumerate() {
-        let pool =
-            Pool::new(POOL_FRAMES, Policy::PreferHuge).map_err(|e| format!("worker {w}: {e}"))?;
+        let pool = match wp.pool {
+            Some(p) => p,
+            None => Pool::new(POOL_FRAMES, Policy::PreferHuge)
+                .map_err(|e| format!("worker {w}: {e}"))?,
+        };
         let queues = Arc::new(Queues::new(1024));
         for _ in port_owner.len()..wp.ports.len() {
             port_owner.push(w as u8);

@@ -436,6 +436,14 @@ fn show(cli: &Cli, reply: Reply) -> ExitCode {
                     p.mode.as_deref().unwrap_or("-"),
                     p.addresses.join(" ")
                 );
+                if let Some(link) = &p.link {
+                    println!("    link {link}");
+                }
+                if !p.device_counters.is_empty() {
+                    let c: Vec<String> =
+                        p.device_counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    println!("    device {}", c.join(", "));
+                }
             }
         }
         Reply::Ok { message } => println!("{message}"),

@@ -40,6 +40,9 @@ pub struct DataplaneConfig {
     pub poll: Poll,
     pub hash_seed: u64,
     pub metrics: Option<SocketAddr>,
+    /// DPDK: EAL arguments (`eal_args = ["--no-pci", "--in-memory"]`); `None`: the defaults of
+    /// the `dpdk` build (see the README). ferroplane adds the ports' devices itself.
+    pub eal_args: Option<Vec<String>>,
 }
 
 /// How workers wait for frames.
@@ -218,6 +221,45 @@ pub struct PortConfig {
     pub xdp_bind: BindMode,
     /// AF_XDP: `xdp_attach = "auto" | "native" | "generic"` (auto tries native first).
     pub xdp_attach: AttachMode,
+    /// DPDK: receive descriptors per queue (`dpdk_rx_desc`, 64..=4096).
+    pub dpdk_rx_desc: u16,
+    /// DPDK: transmit descriptors per queue (`dpdk_tx_desc`, 64..=4096).
+    pub dpdk_tx_desc: u16,
+}
+
+/// DPDK descriptors per queue unless the file says otherwise.
+pub const DEFAULT_DPDK_DESC: u16 = 1024;
+
+/// Whether a DPDK `interface` names a PCI device (`0000:3b:00.0` or `3b:00.0`, devargs after a
+/// comma) rather than a virtual device (`net_ring0`, `net_af_packet0,iface=eth0`).
+pub fn is_pci_address(interface: &str) -> bool {
+    let addr = interface.split(',').next().unwrap_or("");
+    let parts: Vec<&str> = addr.split(':').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+    let bus_devfn = |bus: &str, df: &str| {
+        hex(bus, 2) && df.split_once('.').is_some_and(|(d, f)| hex(d, 2) && hex(f, 1))
+    };
+    match parts.as_slice() {
+        [bus, df] => bus_devfn(bus, df),
+        [dom, bus, df] => hex(dom, 4) && bus_devfn(bus, df),
+        _ => false,
+    }
+}
+
+/// Whether `name` can be a DPDK virtual device's name (`net_` and a driver name with an index).
+fn is_vdev_name(name: &str) -> bool {
+    name.len() > 4 && name.starts_with("net_") && !name.contains(char::is_whitespace)
+}
+
+/// The name DPDK gives the device of a DPDK `interface` (what `rte_eth_dev_get_port_by_name`
+/// finds): a vdev's name before its first comma, a PCI address with its domain.
+pub fn dpdk_device_name(interface: &str) -> String {
+    let name = interface.split(',').next().unwrap_or("").trim();
+    if is_pci_address(name) && name.matches(':').count() == 1 {
+        format!("0000:{name}")
+    } else {
+        name.to_string()
+    }
 }
 
 impl PortConfig {
@@ -268,6 +310,10 @@ impl Config {
         let _ = writeln!(o, "control_socket = {}", q(&d.control_socket.display().to_string()));
         let _ = writeln!(o, "poll = \"{}\"", d.poll);
         let _ = writeln!(o, "hash_seed = {}", d.hash_seed as i64);
+        if let Some(a) = &d.eal_args {
+            let args: Vec<String> = a.iter().map(|s| q(s)).collect();
+            let _ = writeln!(o, "eal_args = [{}]", args.join(", "));
+        }
         if let Some(m) = d.metrics {
             let _ = writeln!(o, "metrics = \"{m}\"");
         }
@@ -287,6 +333,12 @@ impl Config {
             }
             if p.xdp_attach != AttachMode::Auto {
                 let _ = writeln!(o, "xdp_attach = \"{}\"", p.xdp_attach.as_str());
+            }
+            if p.dpdk_rx_desc != DEFAULT_DPDK_DESC {
+                let _ = writeln!(o, "dpdk_rx_desc = {}", p.dpdk_rx_desc);
+            }
+            if p.dpdk_tx_desc != DEFAULT_DPDK_DESC {
+                let _ = writeln!(o, "dpdk_tx_desc = {}", p.dpdk_tx_desc);
             }
         }
         for t in &self.tunnels {
@@ -389,6 +441,7 @@ struct RawDataplane {
     poll: Option<S<String>>,
     hash_seed: Option<S<i64>>,
     metrics: Option<S<String>>,
+    eal_args: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -404,6 +457,8 @@ struct RawPort {
     mtu: Option<S<i64>>,
     xdp_bind: Option<S<String>>,
     xdp_attach: Option<S<String>>,
+    dpdk_rx_desc: Option<S<i64>>,
+    dpdk_tx_desc: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -676,6 +731,53 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
                 }
             }
         }
+        let mut desc = |k: &str, v: &Option<S<i64>>| match v {
+            Some(d) if driver != Driver::Dpdk => {
+                r.err(d.span(), key(k), format!("{k} applies to dpdk ports only"));
+                DEFAULT_DPDK_DESC
+            }
+            Some(d) if !(64..=4096).contains(d.get_ref()) => {
+                r.err(d.span(), key(k), format!("{k} must be 64..=4096 descriptors"));
+                DEFAULT_DPDK_DESC
+            }
+            Some(d) => *d.get_ref() as u16,
+            None => DEFAULT_DPDK_DESC,
+        };
+        let dpdk_rx_desc = desc("dpdk_rx_desc", &p.dpdk_rx_desc);
+        let dpdk_tx_desc = desc("dpdk_tx_desc", &p.dpdk_tx_desc);
+        if let (Driver::Dpdk, Some(i)) = (driver, &p.interface) {
+            let dev = dpdk_device_name(i.get_ref());
+            if dev.starts_with("net_af_xdp") {
+                r.err(
+                    i.span(),
+                    key("interface"),
+                    "net_af_xdp cannot run under ferroplane's dpdk driver (its UMEM must be the \
+                     mempool's own memory, and ferroplane's mbufs carry pool frames); use \
+                     driver = \"af_xdp\"",
+                );
+            } else if is_pci_address(&dev)
+                && dataplane.eal_args.as_ref().is_some_and(|a| a.iter().any(|x| x == "--no-pci"))
+            {
+                r.err(
+                    i.span(),
+                    key("interface"),
+                    format!(
+                        "{dev} is a PCI device but [dataplane] eal_args has `--no-pci`: drop it \
+                         (ferroplane allows only the ports' PCI devices, with `-a`)"
+                    ),
+                );
+            } else if !(is_pci_address(&dev) || is_vdev_name(&dev)) {
+                r.err(
+                    i.span(),
+                    key("interface"),
+                    format!(
+                        "`{}` is neither a PCI address (0000:3b:00.0) nor a DPDK virtual device \
+                         (net_af_packet0,iface=eth0; net_memif0,role=server; net_ring0; ...)",
+                        i.get_ref()
+                    ),
+                );
+            }
+        }
         ports.push(PortConfig {
             name,
             driver,
@@ -686,6 +788,8 @@ fn check(r: &mut Report<'_>, raw: Raw) -> Config {
             mtu,
             xdp_bind,
             xdp_attach,
+            dpdk_rx_desc,
+            dpdk_tx_desc,
         });
     }
     let tunnels = tunnel::check_tunnels(r, raw.tunnel, &ports, &mut names, &mut seen_addrs);
@@ -877,6 +981,7 @@ fn check_dataplane(r: &mut Report<'_>, d: Option<S<RawDataplane>>) -> DataplaneC
         poll: Poll::Adaptive,
         hash_seed: DEFAULT_HASH_SEED,
         metrics: None,
+        eal_args: None,
     };
     let Some(d) = d else {
         r.err(0..0, "dataplane", "missing [dataplane] section (at least `workers = [CORE]`)");
@@ -944,6 +1049,34 @@ fn check_dataplane(r: &mut Report<'_>, d: Option<S<RawDataplane>>) -> DataplaneC
             ),
         }
     }
+    if let Some(a) = d.eal_args {
+        let mut args = Vec::new();
+        for (i, s) in a.get_ref().iter().enumerate() {
+            let k = format!("dataplane.eal_args[{i}]");
+            let v = s.get_ref();
+            if v.is_empty() || v.contains('\0') {
+                r.err(s.span(), k, "an EAL argument is a non-empty string");
+            } else if v == "--vdev" || v.starts_with("--vdev=") {
+                r.err(
+                    s.span(),
+                    k,
+                    "ferroplane adds `--vdev` for each dpdk port's `interface` itself; name the \
+                     device there",
+                );
+            } else {
+                args.push(v.clone());
+            }
+        }
+        if args.iter().any(|a| a == "--no-huge") && args.iter().any(|a| a == "--in-memory") {
+            r.err(
+                a.span(),
+                "dataplane.eal_args",
+                "EAL refuses `--in-memory` with `--no-huge`; without huge pages use \
+                 [\"--no-pci\", \"--no-huge\", \"--no-shconf\"]",
+            );
+        }
+        out.eal_args = Some(args);
+    }
     out
 }
 
@@ -996,6 +1129,14 @@ port = "left"
                 ))
                 .unwrap(),
             ),
+            (
+                "router-dpdk.toml",
+                std::fs::read_to_string(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../examples/router-dpdk.toml"
+                ))
+                .unwrap(),
+            ),
         ] {
             let c = parse_str(&text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
             let again = parse_str(&c.to_toml(), "printed")
@@ -1039,6 +1180,46 @@ xdp_attach = "generic"
             "{:?}",
             errors(mem)
         );
+    }
+
+    #[test]
+    fn dpdk_keys_parse_check_and_print_back() {
+        let text = r#"[dataplane]
+workers = [1]
+eal_args = ["--no-pci", "--in-memory", "--log-level=pmd.net.*:info"]
+
+[[port]]
+name = "up"
+driver = "dpdk"
+interface = "net_af_packet0,iface=eth0"
+dpdk_rx_desc = 512
+dpdk_tx_desc = 2048
+"#;
+        let c = parse_str(text, "t").unwrap();
+        assert_eq!(c.dataplane.eal_args.as_ref().unwrap()[2], "--log-level=pmd.net.*:info");
+        assert_eq!((c.ports[0].dpdk_rx_desc, c.ports[0].dpdk_tx_desc), (512, 2048));
+        assert_eq!(parse_str(&c.to_toml(), "printed").unwrap(), c);
+        let bad = text
+            .replace("512", "16")
+            .replace("net_af_packet0,iface=eth0", "eth0")
+            .replace("\"--in-memory\"", "\"--vdev=net_ring0\"");
+        assert_eq!(
+            errors(&bad),
+            vec![
+                "t.toml:3:25: dataplane.eal_args[1]: ferroplane adds `--vdev` for each dpdk port's `interface` itself; name the device there",
+                "t.toml:8:13: port[0].interface: `eth0` is neither a PCI address (0000:3b:00.0) nor a DPDK virtual device (net_af_packet0,iface=eth0; net_memif0,role=server; net_ring0; ...)",
+                "t.toml:9:16: port[0].dpdk_rx_desc: dpdk_rx_desc must be 64..=4096 descriptors",
+            ]
+        );
+        let afxdp = "[dataplane]\nworkers = [1]\n[[port]]\nname = \"a\"\ndriver = \"af_xdp\"\ninterface = \"eth0\"\ndpdk_tx_desc = 512\n";
+        assert_eq!(
+            errors(afxdp),
+            vec!["t.toml:7:16: port[0].dpdk_tx_desc: dpdk_tx_desc applies to dpdk ports only"]
+        );
+        assert!(is_pci_address("3b:00.0") && is_pci_address("0000:3b:00.0,txq_inline=0"));
+        assert!(!is_pci_address("net_ring0") && !is_pci_address("3b:00"));
+        assert_eq!(dpdk_device_name("3b:00.1"), "0000:3b:00.1");
+        assert_eq!(dpdk_device_name("net_memif0,role=server"), "net_memif0");
     }
 
     #[test]

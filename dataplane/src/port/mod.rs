@@ -5,6 +5,8 @@
 //! for AF_XDP). Ports never allocate on the fast path.
 
 pub mod af_xdp;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod memory;
 
 use ferroplane_pipeline::buf::PacketBuf;
