@@ -26,7 +26,8 @@ int fp_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsign
 	return rte_pktmbuf_alloc_bulk(mp, pkts, n);
 }
 
-void fp_mbuf_views(struct rte_mbuf *const *pkts, uint16_t n, struct fp_mbuf_view *views)
+static inline void views_burst(struct rte_mbuf *const *pkts, uint16_t n,
+			       struct fp_mbuf_view *views)
 {
 	for (uint16_t i = 0; i < n; i++) {
 		const struct rte_mbuf *m = pkts[i];
@@ -39,7 +40,22 @@ void fp_mbuf_views(struct rte_mbuf *const *pkts, uint16_t n, struct fp_mbuf_view
 	}
 }
 
-void fp_mbuf_attach(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach)
+void fp_mbuf_views(struct rte_mbuf *const *pkts, uint16_t n, struct fp_mbuf_view *views)
+{
+	views_burst(pkts, n, views);
+}
+
+uint16_t fp_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n,
+			   struct fp_mbuf_view *views)
+{
+	uint16_t got = rte_eth_rx_burst(port, queue, pkts, n);
+	views_burst(pkts, got, views);
+	return got;
+}
+
+/* Inlined into the burst functions below (and exported as fp_mbuf_attach). */
+static inline void attach_burst(struct rte_mbuf *const *pkts, uint16_t n,
+				const struct fp_mbuf_attach *attach)
 {
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
@@ -55,6 +71,11 @@ void fp_mbuf_attach(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mb
 	}
 }
 
+void fp_mbuf_attach(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach)
+{
+	attach_burst(pkts, n, attach);
+}
+
 int fp_tx_carriers(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
 		   const struct fp_mbuf_attach *attach, uint8_t **old)
 {
@@ -62,13 +83,13 @@ int fp_tx_carriers(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
 		return -1;
 	for (uint16_t i = 0; i < n; i++)
 		old[i] = pkts[i]->buf_addr;
-	fp_mbuf_attach(pkts, n, attach);
+	attach_burst(pkts, n, attach);
 	return 0;
 }
 
 void fp_mbuf_rearm_put(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach)
 {
-	fp_mbuf_attach(pkts, n, attach);
+	attach_burst(pkts, n, attach);
 	uint16_t i = 0;
 	while (i < n) {
 		/* A run of mbufs of one mempool goes back in one bulk put. */

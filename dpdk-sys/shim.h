@@ -44,6 +44,10 @@ uint16_t fp_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint
 /* rte_pktmbuf_alloc_bulk: all n or none (returns 0 on success). */
 int fp_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsigned int n);
 
+/* rte_eth_rx_burst, then the received mbufs described into views (one call per burst). */
+uint16_t fp_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n,
+			   struct fp_mbuf_view *views);
+
 /* Describes n mbufs into views[0..n). */
 void fp_mbuf_views(struct rte_mbuf *const *pkts, uint16_t n, struct fp_mbuf_view *views);
 

@@ -177,6 +177,8 @@ fn received_frames_start_at_the_pipeline_headroom() {
         assert_eq!(f.data, frame(0x5a, i, 60 + i * 7), "written frame {i}");
     }
     assert_eq!(status.report().link, "closed");
+    // The device is closed: its capture files can go.
+    let _ = std::fs::remove_dir_all(scratch());
 }
 
 #[test]

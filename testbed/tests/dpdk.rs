@@ -288,6 +288,15 @@ fn memif_test(tag: &str, queues: u16) {
     let dir = std::env::temp_dir().join(format!("ferroplane-memif-{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // Removes the directory (configs, logs, the memif socket) however the test ends; declared
+    // before the routers, so it goes after they have stopped.
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = RemoveDir(dir.clone());
     let (mut ra, mut rb) = memif_pair(&tag, &topo, &dir, queues);
     let (la, lb) = (ra.log.clone(), rb.log.clone());
     let log = move || {
@@ -353,7 +362,6 @@ fn memif_test(tag: &str, queues: u16) {
     let st = ra.stop().expect("exit status");
     assert!(st.success(), "exit status {st}\n{}", ra.log_text());
     drop(topo);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -810,15 +810,20 @@ impl Port for DpdkPort {
             return 0;
         }
         ensure_eal_thread();
-        // SAFETY: `mbufs` has room for `want` pointers; the queue is this worker's.
+        // SAFETY: `mbufs` and `views` have room for `want` entries; the queue is this worker's;
+        // the shim describes the mbufs the device handed over.
         let n = unsafe {
-            sys::fp_rx_burst(self.port_id, self.queue, self.mbufs.as_mut_ptr(), want as u16)
+            sys::fp_rx_burst_views(
+                self.port_id,
+                self.queue,
+                self.mbufs.as_mut_ptr(),
+                want as u16,
+                self.views.as_mut_ptr(),
+            )
         } as usize;
         if n == 0 {
             return 0;
         }
-        // SAFETY: the first n entries are mbufs the device just handed over.
-        unsafe { sys::fp_mbuf_views(self.mbufs.as_ptr(), n as u16, self.views.as_mut_ptr()) };
         let mut stash = stash::take(self.region.base());
         let mut got = 0;
         let mut rearm = 0;
