@@ -390,8 +390,10 @@ impl TablesBuilder {
     }
 
     /// Adds a port; its id is its position. Its addresses become local addresses and their
-    /// subnets connected routes.
+    /// subnets connected routes. Ports come before every tunnel (tunnel interfaces are numbered
+    /// after the ports): adding one after a tunnel is a programming error of the caller.
     pub fn port(&mut self, info: PortInfo) -> PortId {
+        assert!(self.tunnels.is_empty(), "TablesBuilder: add every port before the tunnels");
         self.ports.push(info);
         (self.ports.len() - 1) as PortId
     }

@@ -107,7 +107,11 @@ fn main() {
         "{{\"runs\":{RUNS},\"run_secs\":{RUN_SECS},\"kernel_mpps\":{{\"min\":{kmin},\"median\":{kmed},\"max\":{kmax}}},\"ferroplane_mpps\":{{\"min\":{fmin},\"median\":{fmed},\"max\":{fmax}}},\"ratio_of_medians\":{}}}\n",
         fmed / kmed
     );
-    let _ = std::fs::write("target/e2e-report.json", json);
+    let report = ferroplane_testbed::target_file("e2e-report.json");
+    match std::fs::write(&report, json) {
+        Ok(()) => println!("report: {}", report.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", report.display()),
+    }
     drop(topo);
     let _ = std::fs::remove_dir_all(dir);
 }

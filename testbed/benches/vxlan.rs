@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use ferroplane_dataplane::demo::{router_config, RouterProcess};
 use ferroplane_dataplane::netns::{addr, ns_run, Topology};
-use ferroplane_testbed::{min_median_max, require_tool, workspace_bin};
+use ferroplane_testbed::{min_median_max, require_tool, target_file, workspace_bin};
 
 const RUNS: usize = 5;
 const RUN_SECS: u64 = 5;
@@ -186,17 +186,6 @@ fn iperf(topo: &Topology, mode: &str) -> (f64, u64) {
         .unwrap_or_else(|| panic!("{mode}: no received throughput in iperf3's report"))
         / 1e9;
     (gbps, v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0))
-}
-
-/// `name` in the workspace's target directory (this bench runs in target/<profile>/deps).
-fn target_file(name: &str) -> std::path::PathBuf {
-    let mut p = std::env::current_exe().expect("bench executable path");
-    p.pop();
-    if p.ends_with("deps") {
-        p.pop();
-    }
-    p.pop();
-    p.join(name)
 }
 
 /// A workspace binary next to this bench, else the release build's.

@@ -15,6 +15,15 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     p.join(name)
 }
 
+/// A file in the target directory (`target/NAME`), wherever cargo runs the bench or test from
+/// (`cargo bench` runs it in the crate's directory, where a relative `target/` does not exist).
+pub fn target_file(name: &str) -> PathBuf {
+    let mut p = workspace_bin(name);
+    p.pop();
+    p.pop();
+    p.join(name)
+}
+
 /// Panics with an install hint when `tool` is not on PATH: a test that needs a real peer must
 /// never pass by skipping.
 pub fn require_tool(tool: &str, install_hint: &str) {
