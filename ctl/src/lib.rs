@@ -322,6 +322,9 @@ pub struct WorkerStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub ports: Vec<PortStats>,
+    /// Tunnel interfaces: packets and bytes decapsulated (rx) and encapsulated (tx), inner frames.
+    #[serde(default)]
+    pub tunnels: Vec<PortStats>,
     pub workers: Vec<WorkerStats>,
     pub slow_path: BTreeMap<String, u64>,
     pub slow_path_drops: BTreeMap<String, u64>,

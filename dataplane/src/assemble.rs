@@ -7,7 +7,7 @@ use ferroplane_pipeline::l3::{InputStage, ParseStage, RewriteStage, RouteStage};
 use ferroplane_pipeline::stage::Stage;
 use ferroplane_pipeline::tables::{BuildError, NextHopSpec, PortInfo, Tables, TablesBuilder};
 use ferroplane_pipeline::tunnel::Tunnel;
-use ferroplane_tunnels::{DecapStage, EncapStage, LearnQueue};
+use ferroplane_tunnels::{DecapStage, EncapStage, LearnQueue, TunnelCounters};
 
 use crate::config::{Config, PortConfig, TunnelConfig};
 
@@ -21,7 +21,22 @@ pub fn stages(learn: Option<Arc<LearnQueue>>) -> Vec<Box<dyn Stage>> {
         Box::new(InputStage),
         Box::new(RouteStage),
         Box::new(RewriteStage),
-        Box::new(EncapStage),
+        Box::new(EncapStage::default()),
+    ]
+}
+
+/// [`stages`] with per-tunnel counters (the live worker's list).
+pub fn stages_counted(
+    learn: Option<Arc<LearnQueue>>,
+    counters: Arc<TunnelCounters>,
+) -> Vec<Box<dyn Stage>> {
+    vec![
+        Box::new(ParseStage),
+        Box::new(DecapStage::new(learn).with_counters(counters.clone())),
+        Box::new(InputStage),
+        Box::new(RouteStage),
+        Box::new(RewriteStage),
+        Box::new(EncapStage::with_counters(counters)),
     ]
 }
 

@@ -12,6 +12,7 @@ use ferroplane_ctl::{ErrorCode, PortStats, Reply, Request, Stats, WorkerStats};
 use ferroplane_pipeline::meta::PortId;
 use ferroplane_pipeline::slowpath::SlowPathCounters;
 use ferroplane_pipeline::tables::TableHandle;
+use ferroplane_tunnels::TunnelCounters;
 
 use crate::assemble::build_tables;
 use crate::capture::{CaptureSummary, Direction};
@@ -321,6 +322,7 @@ fn fmt_mac(m: [u8; 6]) -> String {
 pub fn stats(
     running_tables: &TableHandle,
     workers: &[Arc<WorkerCounters>],
+    tunnels: &[Arc<TunnelCounters>],
     slow: &SlowPathCounters,
 ) -> Stats {
     let t = running_tables.load();
@@ -338,6 +340,16 @@ pub fn stats(
             }
         }
         s.ports.push(ps);
+    }
+    for tun in t.tunnels.iter() {
+        let mut ps = PortStats { name: tun.name.clone(), ..Default::default() };
+        for c in tunnels.iter().filter_map(|w| w.of(&t, tun.iface)) {
+            ps.rx_packets += c.rx_packets.get();
+            ps.rx_bytes += c.rx_bytes.get();
+            ps.tx_packets += c.tx_packets.get();
+            ps.tx_bytes += c.tx_bytes.get();
+        }
+        s.tunnels.push(ps);
     }
     for (id, w) in workers.iter().enumerate() {
         s.workers.push(WorkerStats {
@@ -357,7 +369,8 @@ pub fn stats(
 fn stats_source(running: &Running) -> Arc<dyn Fn() -> Stats + Send + Sync> {
     let (tables, workers, slow) =
         (running.tables.clone(), running.workers.clone(), running.slow.clone());
-    Arc::new(move || stats(&tables, &workers, &slow))
+    let tunnels = running.tunnels.clone();
+    Arc::new(move || stats(&tables, &workers, &tunnels, &slow))
 }
 
 /// Most packets one `trace add` arms.

@@ -60,6 +60,27 @@ pub fn render(stats: &Stats) -> String {
         }
     }
 
+    let tunnels: [Counter<PortStats>; 4] = [
+        ("ferroplane_tunnel_rx_packets_total", "Packets decapsulated from the tunnel.", |p| {
+            p.rx_packets
+        }),
+        ("ferroplane_tunnel_rx_bytes_total", "Inner bytes decapsulated from the tunnel.", |p| {
+            p.rx_bytes
+        }),
+        ("ferroplane_tunnel_tx_packets_total", "Packets encapsulated into the tunnel.", |p| {
+            p.tx_packets
+        }),
+        ("ferroplane_tunnel_tx_bytes_total", "Inner bytes encapsulated into the tunnel.", |p| {
+            p.tx_bytes
+        }),
+    ];
+    for (name, help, get) in tunnels {
+        family(&mut out, name, help);
+        for p in &stats.tunnels {
+            sample(&mut out, name, &[("tunnel", &p.name)], get(p));
+        }
+    }
+
     let workers: [Counter<WorkerStats>; 2] = [
         ("ferroplane_worker_bursts_total", "Polls of the worker that returned packets.", |w| {
             w.bursts
@@ -419,6 +440,13 @@ mod tests {
                 tx_packets: 7,
                 tx_bytes: 980,
             }],
+            tunnels: vec![PortStats {
+                name: "vx0".into(),
+                rx_packets: 3,
+                rx_bytes: 300,
+                tx_packets: 4,
+                tx_bytes: 400,
+            }],
             workers: vec![WorkerStats {
                 id: 0,
                 bursts: 5,
@@ -439,6 +467,8 @@ mod tests {
         "ferroplane_port_rx_bytes_total{port=\"eth0\"} 1500",
         "ferroplane_port_tx_packets_total{port=\"eth0\"} 7",
         "ferroplane_port_tx_bytes_total{port=\"eth0\"} 980",
+        "ferroplane_tunnel_rx_packets_total{tunnel=\"vx0\"} 3",
+        "ferroplane_tunnel_tx_bytes_total{tunnel=\"vx0\"} 400",
         "# TYPE ferroplane_worker_bursts_total counter",
         "ferroplane_worker_bursts_total{worker=\"0\"} 5",
         "ferroplane_worker_empty_polls_total{worker=\"0\"} 3",
@@ -474,14 +504,14 @@ mod tests {
                 assert_eq!(name, current, "{line:?} outside its family");
             }
         }
-        assert_eq!(families.len(), 11);
-        assert_eq!(text.matches("# HELP ").count(), 11);
+        assert_eq!(families.len(), 15);
+        assert_eq!(text.matches("# HELP ").count(), 15);
     }
 
     #[test]
     fn empty_stats_still_announce_every_family() {
         let text = render(&Stats::default());
-        assert_eq!(text.matches("# TYPE ").count(), 11);
+        assert_eq!(text.matches("# TYPE ").count(), 15);
         assert!(text.lines().all(|l| l.starts_with('#')));
     }
 

@@ -22,7 +22,7 @@ use ferroplane_pipeline::slowpath::{Output, SlowPath, SlowPathConfig, SlowPathCo
 use ferroplane_pipeline::stage::Pipeline;
 use ferroplane_pipeline::tables::TableHandle;
 
-use ferroplane_tunnels::LearnQueue;
+use ferroplane_tunnels::{LearnQueue, TunnelCounters};
 
 use crate::capture::Capture;
 use crate::config::Poll;
@@ -80,6 +80,8 @@ pub struct Running {
     pub stop: Arc<AtomicBool>,
     pub tables: Arc<TableHandle>,
     pub workers: Vec<Arc<WorkerCounters>>,
+    /// Each worker's per-tunnel counters.
+    pub tunnels: Vec<Arc<TunnelCounters>>,
     pub slow: Arc<SlowPathCounters>,
     /// Requests for the control thread (route, neighbour, config changes and reads).
     pub commands: SyncSender<Command>,
@@ -157,6 +159,7 @@ pub fn start(
     // Port -> worker for frames the slow path builds.
     let mut port_owner: Vec<u8> = Vec::new();
     let learn = Arc::new(LearnQueue::new(LEARN_QUEUE));
+    let mut all_tunnel_counters = Vec::new();
     for (w, wp) in workers.into_iter().enumerate() {
         let pool = match wp.pool {
             Some(p) => p,
@@ -164,6 +167,8 @@ pub fn start(
                 .map_err(|e| format!("worker {w}: {e}"))?,
         };
         let queues = Arc::new(Queues::new(1024));
+        let tunnel_counters = Arc::new(TunnelCounters::default());
+        all_tunnel_counters.push(tunnel_counters.clone());
         for _ in port_owner.len()..wp.ports.len() {
             port_owner.push(w as u8);
         }
@@ -171,7 +176,10 @@ pub fn start(
             pool,
             wp.ports,
             wp.rx_ports,
-            Pipeline::new(crate::assemble::stages(Some(learn.clone()))),
+            Pipeline::new(crate::assemble::stages_counted(
+                Some(learn.clone()),
+                tunnel_counters.clone(),
+            )),
             tables.clone(),
             queues.clone(),
         )
@@ -206,6 +214,7 @@ pub fn start(
         stop,
         tables,
         workers: counters,
+        tunnels: all_tunnel_counters,
         slow: slow_counters,
         commands,
         trace,

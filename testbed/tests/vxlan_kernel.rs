@@ -155,8 +155,11 @@ fn tcp_100_mb_through_the_tunnel_both_directions_with_path_mtu_discovery() {
     assert!(pmtu.contains("mtu 1450"), "h1's route cache: {pmtu}");
     let out = sh(&t.h1, &["ping", "-M", "do", "-s", "1422", "-c", "2", "-W", "2", "10.200.0.2"]);
     assert!(out.contains(" 0% packet loss"), "1450-byte DF ping: {out}");
-    // 100 MB each way as ~1400-byte segments, all carried by the tunnel.
+    // 100 MB each way as ~1400-byte segments, all carried by the tunnel, and counted on it.
     assert!(port(&s, "right").tx_packets > 70_000, "{:?}", s.ports);
+    let vx = s.tunnels.iter().find(|t| t.name == "vx0").expect("vx0 in stats");
+    assert!(vx.tx_packets > 70_000 && vx.rx_packets > 70_000, "{:?}", s.tunnels);
+    assert!(vx.tx_bytes > 100 * 1024 * 1024 && vx.rx_bytes > 100 * 1024 * 1024, "{vx:?}");
     assert!(port(&s, "right").rx_packets > 70_000, "{:?}", s.ports);
     std::thread::sleep(Duration::from_millis(100));
 }

@@ -27,6 +27,7 @@ use ferroplane_pipeline::tables::{MacAddr, Tables};
 use ferroplane_pipeline::tunnel::{TunnelKind, IPIP_KEY};
 use ferroplane_pipeline::verdict::{DropReason, Verdict};
 
+use crate::counters::TunnelCounters;
 use crate::ecn;
 use crate::geneve::{self, GenevePacket};
 use crate::vxlan::{self, VxlanPacket};
@@ -68,6 +69,7 @@ const LEARN_REPEAT_NS: u64 = 1_000_000_000;
 #[derive(Default)]
 pub struct DecapStage {
     learn: Option<Arc<LearnQueue>>,
+    counters: Option<Arc<TunnelCounters>>,
     /// The last reports, so a burst of frames from one new MAC makes one report.
     recent: [(FdbLearn, u64); 4],
     next: usize,
@@ -85,6 +87,12 @@ impl DecapStage {
     /// their static FDB entries).
     pub fn new(learn: Option<Arc<LearnQueue>>) -> DecapStage {
         DecapStage { learn, ..Default::default() }
+    }
+
+    /// Counts what each tunnel receives into `counters`.
+    pub fn with_counters(mut self, counters: Arc<TunnelCounters>) -> DecapStage {
+        self.counters = Some(counters);
+        self
     }
 
     fn report(&mut self, e: FdbLearn, now: u64) {
@@ -303,6 +311,12 @@ impl Stage for DecapStage {
                         break;
                     }
                     Step::Decapsulated => {
+                        if let Some(c) =
+                            self.counters.as_ref().and_then(|c| c.of(cx.tables, p.meta.in_port))
+                        {
+                            c.rx_packets.inc();
+                            c.rx_bytes.add(p.len() as u64);
+                        }
                         if p.meta.tunnel.depth > MAX_NESTING {
                             p.meta.verdict = Verdict::Drop(DropReason::TunnelLoop);
                             break;

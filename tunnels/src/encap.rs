@@ -25,6 +25,9 @@ use ferroplane_pipeline::tables::{MacAddr, NextHop, Tables};
 use ferroplane_pipeline::tunnel::{Tunnel, TunnelKind};
 use ferroplane_pipeline::verdict::{DropReason, PuntReason, Verdict};
 
+use std::sync::Arc;
+
+use crate::counters::TunnelCounters;
 use crate::decap::MAX_NESTING;
 use crate::ecn;
 use crate::geneve;
@@ -420,7 +423,26 @@ impl Template {
 
 /// Encapsulation; see the module documentation.
 #[derive(Default)]
-pub struct EncapStage;
+pub struct EncapStage {
+    counters: Option<Arc<TunnelCounters>>,
+}
+
+impl EncapStage {
+    /// Counts what each tunnel sends into `counters`.
+    pub fn with_counters(counters: Arc<TunnelCounters>) -> EncapStage {
+        EncapStage { counters: Some(counters) }
+    }
+
+    #[inline]
+    fn count(&self, t: &Tables, iface: PortId, verdict: Verdict, bytes: usize) {
+        if let (Verdict::Forward(_), Some(c)) = (verdict, &self.counters) {
+            if let Some(c) = c.of(t, iface) {
+                c.tx_packets.inc();
+                c.tx_bytes.add(bytes as u64);
+            }
+        }
+    }
+}
 
 impl Stage for EncapStage {
     fn name(&self) -> &'static str {
@@ -453,12 +475,15 @@ impl Stage for EncapStage {
             };
             if let (Some(tpl), Some(r)) = (&template, remote) {
                 if tpl.iface == port && tpl.remote == r && tpl.inner_type == inner_type {
+                    let bytes = p.len();
                     p.meta.verdict = tpl.apply(p);
+                    self.count(t, port, p.meta.verdict, bytes);
                     continue;
                 }
             }
             let before = p.len();
             p.meta.verdict = output_cached(t, p, port, &mut cache);
+            self.count(t, port, p.meta.verdict, before);
             // A single-level encapsulation onto a port (not a nested one) becomes the template.
             if let (Verdict::Forward(out), Some(r)) = (p.meta.verdict, remote) {
                 let added = p.len() as isize - before as isize;
@@ -612,7 +637,7 @@ mod tests {
                 let v = output(&t, &mut b, port);
                 alone.push((v, b));
             }
-            EncapStage.process(&cx, &mut burst);
+            EncapStage::default().process(&cx, &mut burst);
             for (i, (p, (v, a))) in burst.iter().zip(&alone).enumerate() {
                 assert_eq!(p.meta.verdict, *v, "pattern {pattern} packet {i}");
                 if matches!(v, Verdict::Forward(_)) {

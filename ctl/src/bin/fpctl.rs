@@ -343,6 +343,18 @@ fn print_stats(s: &Stats, prev: Option<(&Stats, f64)>) {
         }
         println!();
     }
+    for (i, p) in s.tunnels.iter().enumerate() {
+        if i == 0 {
+            println!(
+                "{:<12} {:>12} {:>14} {:>12} {:>14}",
+                "tunnel", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes"
+            );
+        }
+        println!(
+            "{:<12} {:>12} {:>14} {:>12} {:>14}",
+            p.name, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes
+        );
+    }
     for w in &s.workers {
         println!(
             "\nworker {}: {} bursts, {} empty polls, busy {:.3} s",
