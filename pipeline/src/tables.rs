@@ -378,7 +378,8 @@ impl TablesBuilder {
     /// Adds a tunnel and its interface (`info`: name, MAC, MTU, overlay addresses). Tunnels go
     /// after every port; the tunnel's `iface` is set here.
     pub fn tunnel(&mut self, info: PortInfo, mut t: Tunnel) -> PortId {
-        let id = self.port(info);
+        self.ports.push(info);
+        let id = (self.ports.len() - 1) as PortId;
         t.iface = id;
         self.tunnels.push(t);
         id
