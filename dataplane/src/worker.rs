@@ -263,26 +263,34 @@ impl<P: Port> Worker<P> {
         // Taking the Vec out and putting it back keeps its capacity: no allocation.
         let mut burst = std::mem::take(&mut self.burst);
         for b in burst.drain(..) {
-            match b.meta.verdict {
-                Verdict::Forward(port) => self.enqueue_tx(port, b),
-                Verdict::Punt(reason) => {
-                    self.counters.punts.inc(reason);
-                    if let Err(p) = self.queues.punt.push(Punt { reason, buf: b }) {
-                        self.counters.drops.inc(DropReason::PuntQueueFull);
-                        self.pool.free(p.buf);
-                    }
-                }
-                Verdict::Drop(r) => {
-                    self.counters.drops.inc(r);
-                    self.pool.free(b);
-                }
-                Verdict::Continue => {
-                    self.counters.drops.inc(DropReason::NoVerdict);
-                    self.pool.free(b);
-                }
-            }
+            let v = b.meta.verdict;
+            self.settle(b, v);
         }
         self.burst = burst;
+    }
+
+    /// Carries out one packet's verdict: its transmit queue, the punt ring, or the pool with its
+    /// drop counted. A packet still `Continue` left the stage list undecided (`no_verdict`).
+    #[inline]
+    fn settle(&mut self, b: PacketBuf, verdict: Verdict) {
+        match verdict {
+            Verdict::Forward(port) => self.enqueue_tx(port, b),
+            Verdict::Punt(reason) => {
+                self.counters.punts.inc(reason);
+                if let Err(p) = self.queues.punt.push(Punt { reason, buf: b }) {
+                    self.counters.drops.inc(DropReason::PuntQueueFull);
+                    self.pool.free(p.buf);
+                }
+            }
+            Verdict::Drop(r) => {
+                self.counters.drops.inc(r);
+                self.pool.free(b);
+            }
+            Verdict::Continue => {
+                self.counters.drops.inc(DropReason::NoVerdict);
+                self.pool.free(b);
+            }
+        }
     }
 
     fn enqueue_tx(&mut self, port: PortId, b: PacketBuf) {
@@ -334,24 +342,9 @@ impl<P: Port> Worker<P> {
             let tables = self.tables.load();
             ferroplane_tunnels::encap::output(&tables, &mut b, port)
         };
-        match verdict {
-            Verdict::Forward(p) if (p as usize) < self.tx.len() => self.enqueue_tx(p, b),
-            Verdict::Punt(reason) => {
-                self.counters.punts.inc(reason);
-                if let Err(p) = self.queues.punt.push(Punt { reason, buf: b }) {
-                    self.counters.drops.inc(DropReason::PuntQueueFull);
-                    self.pool.free(p.buf);
-                }
-            }
-            Verdict::Drop(r) => {
-                self.counters.drops.inc(r);
-                self.pool.free(b);
-            }
-            Verdict::Forward(_) | Verdict::Continue => {
-                self.counters.drops.inc(DropReason::NoTxPort);
-                self.pool.free(b);
-            }
-        }
+        // `output` ends on a port or decides otherwise; a tunnel id here would be a bug, which
+        // enqueue_tx counts as no_tx_port.
+        self.settle(b, verdict);
     }
 
     fn flush_port(&mut self, i: usize) {

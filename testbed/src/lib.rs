@@ -218,19 +218,21 @@ print(sent, h.hexdigest())
 "#;
 
     /// A TCP transfer of `bytes` from namespace `from` to `to_addr` in namespace `to`, with
-    /// python sockets on both ends: `(sender's "N sha256", receiver's "N sha256")`.
+    /// python sockets on both ends, each bounded to 90 s: `(sender's "N sha256", receiver's "N sha256")`.
     pub fn tcp_transfer(from: &str, to: &str, to_addr: &str, bytes: u64) -> (String, String) {
         require_tool("python3", "apt-get install python3");
         let (to_ns, addr) = (to.to_string(), to_addr.to_string());
         let receiver = std::thread::spawn(move || {
             Command::new("ip")
-                .args(["netns", "exec", &to_ns, "python3", "-c", TCP_RECEIVER, &addr])
+                .args(["netns", "exec", &to_ns, "timeout", "90", "python3", "-c", TCP_RECEIVER])
+                .arg(&addr)
                 .output()
                 .expect("ip netns exec")
         });
         std::thread::sleep(Duration::from_millis(500));
         let sent = Command::new("ip")
-            .args(["netns", "exec", from, "python3", "-c", TCP_SENDER, to_addr, &bytes.to_string()])
+            .args(["netns", "exec", from, "timeout", "90", "python3", "-c", TCP_SENDER, to_addr])
+            .arg(bytes.to_string())
             .output()
             .expect("ip netns exec");
         let got = receiver.join().expect("receiver thread");

@@ -11,8 +11,8 @@ use std::time::Duration;
 use ferroplane_ctl::{call, Reply, Request};
 use ferroplane_dataplane::demo::RouterProcess;
 use ferroplane_dataplane::netns::{addr, Topology};
-use ferroplane_testbed::live::{bed_with, port, sh, stats, Bed, SERIAL};
-use ferroplane_testbed::{require_tool, workspace_bin};
+use ferroplane_testbed::live::{bed_with, port, sh, stats, tcp_transfer, Bed, SERIAL};
+use ferroplane_testbed::workspace_bin;
 
 /// The testbed's router configuration with both ports on net_af_packet (`qpairs` queues each).
 fn af_packet(cfg: String, qpairs: u16) -> String {
@@ -97,66 +97,12 @@ fn ping_v4_v6_both_ways_through_af_packet_ports_and_port_show_has_the_link() {
     assert!(text.contains("link up") && text.contains("ipackets"), "fpctl port show:\n{text}");
 }
 
-const RECEIVER: &str = r#"
-import hashlib, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 5201)); s.listen(1); s.settimeout(60)
-c, _ = s.accept(); c.settimeout(60)
-h = hashlib.sha256(); n = 0
-while True:
-    d = c.recv(1 << 16)
-    if not d: break
-    h.update(d); n += len(d)
-print(n, h.hexdigest())
-"#;
-
-const SENDER: &str = r#"
-import hashlib, socket, sys, time
-total = int(sys.argv[2]); block = hashlib.sha256(b"ferroplane").digest() * 2048
-h = hashlib.sha256(); sent = 0
-for i in range(50):
-    try:
-        c = socket.create_connection((sys.argv[1], 5201), timeout=5); break
-    except OSError:
-        time.sleep(0.1)
-c.settimeout(60)
-while sent < total:
-    chunk = block[: min(len(block), total - sent)]
-    chunk = bytes([sent // len(block) % 256]) + chunk[1:]
-    c.sendall(chunk); h.update(chunk); sent += len(chunk)
-c.close()
-print(sent, h.hexdigest())
-"#;
-
-/// Sends `mb` MiB from h1 to `dst` over TCP; returns (sender's, receiver's) "bytes digest".
-fn tcp_transfer(h1: &str, h2: &str, dst: &str, mb: usize) -> (String, String) {
-    require_tool("python3", "apt-get install python3");
-    let (h2, dst2) = (h2.to_string(), dst.to_string());
-    let receiver = std::thread::spawn(move || {
-        Command::new("ip")
-            .args(["netns", "exec", &h2, "timeout", "90", "python3", "-c", RECEIVER, &dst2])
-            .output()
-            .unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let total = (mb * 1024 * 1024).to_string();
-    let sent = Command::new("ip")
-        .args(["netns", "exec", h1, "timeout", "90", "python3", "-c", SENDER, dst, &total])
-        .output()
-        .unwrap();
-    let got = receiver.join().unwrap();
-    (
-        String::from_utf8_lossy(&sent.stdout).trim().to_string(),
-        String::from_utf8_lossy(&got.stdout).trim().to_string(),
-    )
-}
-
 #[test]
 fn tcp_transfer_of_50_mb_through_af_packet_ports_arrives_intact() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let b = dpdk_bed("dc", &[1], 1);
     let t = &b.topo;
-    let (sent, got) = tcp_transfer(&t.h1, &t.h2, addr::H2_V4, 50);
+    let (sent, got) = tcp_transfer(&t.h1, &t.h2, addr::H2_V4, 50 * 1024 * 1024);
     assert!(sent.starts_with(&(50 * 1024 * 1024).to_string()), "sender: {sent}");
     assert_eq!(got, sent, "bytes or digest differ\nrouter log:\n{}", b.router.log_text());
     let s = stats(&b);
@@ -324,7 +270,7 @@ fn memif_test(tag: &str, queues: u16) {
         // Two router hops: TTL 64 arrives as 62.
         ping_ok(ns, dst, v6, "62", &log);
     }
-    let (sent, got) = tcp_transfer(&topo.h1, &topo.h2, addr::H2_V4, 20);
+    let (sent, got) = tcp_transfer(&topo.h1, &topo.h2, addr::H2_V4, 20 * 1024 * 1024);
     assert!(sent.starts_with(&(20 * 1024 * 1024).to_string()), "sender: {sent}\n{}", log());
     assert_eq!(got, sent, "bytes or digest differ\n{}", log());
     for s in [&ra.socket, &rb.socket] {

@@ -30,15 +30,18 @@ prefix = "fd00:200::/64"
 nexthops = [{ via = "fd00:100::2" }]
 "#;
 
+/// Runs a command in a namespace; it must succeed.
+fn must(ns: &str, args: &[&str]) {
+    let o = ns_run(ns, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// The router with the tunnel, and h2's kernel end of it.
 fn vxlan_bed(tag: &str) -> Bed {
     let b = bed_with(tag, &[1], 1, &|c| c + TUNNEL);
     let h2 = &b.topo.h2;
     let dev = &b.topo.h2_if;
-    let run = |args: &[&str]| {
-        let o = ns_run(h2, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
+    let run = |args: &[&str]| must(h2, args);
     // iproute2's default port is 8472 (the pre-IANA Linux one): give 4789 explicitly.
     run(&[
         "ip",
@@ -185,10 +188,7 @@ fn multipoint_tunnel_added_at_run_time_learns_the_kernel_vtep_and_is_deleted() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let b = bed_with("vm", &[1], 1, &|c| c);
     let (h2, dev) = (&b.topo.h2, &b.topo.h2_if);
-    let run = |args: &[&str]| {
-        let o = ns_run(h2, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
+    let run = |args: &[&str]| must(h2, args);
     run(&[
         "ip",
         "link",
