@@ -493,7 +493,13 @@ impl Stage for EncapStage {
                     TunnelKind::Vxlan => ETH_LEN + ip + 16,
                     TunnelKind::Geneve => ETH_LEN + ip + 16 + tunnel.options.len(),
                 };
-                if added == single as isize && !t.tunnels.is_tunnel(out) {
+                // Underlay ECMP picks a path per flow: a template would pin the burst to the
+                // first packet's, so only a remote with a single path gets one.
+                let one_path = t
+                    .route(&r)
+                    .and_then(|g| t.groups.get(g as usize))
+                    .is_some_and(|g| g.members().nth(1).is_none());
+                if added == single as isize && one_path && !t.tunnels.is_tunnel(out) {
                     template = Template::capture(p, tunnel, r, inner_type).map(|mut tpl| {
                         tpl.mtu = t.port(out).map_or(0, |o| o.mtu);
                         tpl
@@ -509,7 +515,7 @@ mod tests {
     use super::*;
     use ferroplane_pipeline::buf::FRAME_SIZE;
     use ferroplane_pipeline::flow::addr_from_ip;
-    use ferroplane_pipeline::tables::{PortInfo, TablesBuilder};
+    use ferroplane_pipeline::tables::{NextHopSpec, PortInfo, TablesBuilder};
 
     fn ip(s: &str) -> std::net::IpAddr {
         s.parse().unwrap()
@@ -569,6 +575,25 @@ mod tests {
         {
             b.neighbour(0, ip(r), [2, 0, 0, 0, 0xee, i as u8]);
         }
+        // A remote behind an ECMP route of two gateways: each flow picks its own underlay path.
+        let id = b.tunnel(
+            PortInfo { name: "t5".into(), mac: [2, 0, 0, 0, 9, 5], mtu: 1400, addresses: vec![] },
+            Tunnel {
+                name: "t5".into(),
+                kind: TunnelKind::Vxlan,
+                iface: 0,
+                local: addr_from_ip(ip("10.2.0.1")),
+                remote: Some(addr_from_ip(ip("192.0.2.7"))),
+                vni: 105,
+                dst_port: 4789,
+                ttl: 60,
+                udp_checksum6: true,
+                options: vec![],
+            },
+        );
+        ids.push(id);
+        let via = |a: &str| NextHopSpec { via: Some(ip(a)), dev: None, weight: 1 };
+        b.route(ip("192.0.2.0"), 24, &[via("10.2.0.2"), via("10.2.0.4")], false).unwrap();
         b.fdb(ids[4], [2, 0, 0, 0, 0xaa, 1], ip("10.2.0.5"));
         b.fdb(ids[4], [0; 6], ip("10.2.0.6"));
         (b.build().unwrap(), ids)
@@ -616,14 +641,15 @@ mod tests {
     fn templates_match_the_general_path_byte_for_byte() {
         let (t, ids) = tables();
         let cx = Context { tables: &t, now_ns: 0 };
-        for pattern in 0..3 {
+        for pattern in 0..4 {
             let mut burst = Vec::new();
             let mut alone = Vec::new();
             for i in 0..64 {
                 let port = match pattern {
                     0 => ids[i % ids.len()],
                     1 => ids[(i / 16) % ids.len()],
-                    _ => ids[0],
+                    2 => ids[0],
+                    _ => ids[5],
                 };
                 let mut f = frame(i);
                 if i == 7 {
