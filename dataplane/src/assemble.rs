@@ -15,14 +15,7 @@ use crate::config::{Config, PortConfig, TunnelConfig};
 /// encapsulation at the end (both cost one branch per burst while no tunnel exists).
 /// `learn` receives the MACs multipoint tunnels learn.
 pub fn stages(learn: Option<Arc<LearnQueue>>) -> Vec<Box<dyn Stage>> {
-    vec![
-        Box::new(ParseStage),
-        Box::new(DecapStage::new(learn)),
-        Box::new(InputStage),
-        Box::new(RouteStage),
-        Box::new(RewriteStage),
-        Box::new(EncapStage::default()),
-    ]
+    list(DecapStage::new(learn), EncapStage::default())
 }
 
 /// [`stages`] with per-tunnel counters (the live worker's list).
@@ -30,13 +23,20 @@ pub fn stages_counted(
     learn: Option<Arc<LearnQueue>>,
     counters: Arc<TunnelCounters>,
 ) -> Vec<Box<dyn Stage>> {
+    list(
+        DecapStage::new(learn).with_counters(counters.clone()),
+        EncapStage::with_counters(counters),
+    )
+}
+
+fn list(decap: DecapStage, encap: EncapStage) -> Vec<Box<dyn Stage>> {
     vec![
         Box::new(ParseStage),
-        Box::new(DecapStage::new(learn).with_counters(counters.clone())),
+        Box::new(decap),
         Box::new(InputStage),
         Box::new(RouteStage),
-        Box::new(RewriteStage),
-        Box::new(EncapStage::with_counters(counters)),
+        Box::new(RewriteStage::default()),
+        Box::new(encap),
     ]
 }
 

@@ -13,7 +13,7 @@ use crate::fib::NextHopId;
 use crate::flow::as_v4;
 use crate::meta::{Addr, Meta, PortId, L3};
 use crate::parse;
-use crate::stage::{Context, Stage};
+use crate::stage::{Context, PacketStage, Stage};
 use crate::tables::{MacAddr, NextHop};
 use crate::verdict::{DropReason, PuntReason, Verdict};
 
@@ -24,28 +24,24 @@ const ICMPV6: u8 = 58;
 #[derive(Default)]
 pub struct ParseStage;
 
-impl Stage for ParseStage {
+impl PacketStage for ParseStage {
     fn name(&self) -> &'static str {
         "parse"
     }
 
-    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
-        let seed = cx.tables.hash_seed;
-        for p in burst.iter_mut() {
-            if p.meta.verdict != Verdict::Continue {
-                continue;
-            }
-            let (data, meta) = p.data_and_meta();
-            if let Err(r) = parse::parse(data, meta, seed) {
-                meta.verdict = Verdict::Drop(r);
-            }
+    #[inline(always)]
+    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+        let (data, meta) = p.data_and_meta();
+        if let Err(r) = parse::parse(data, meta, cx.tables.hash_seed) {
+            meta.verdict = Verdict::Drop(r);
         }
     }
 }
 
 /// Input checks and local delivery: link-layer destination, VLANs, martian addresses, and the
 /// packets that are for the dataplane itself (ARP, neighbour discovery, our addresses), which go
-/// to the slow path.
+/// to the slow path. A packet that goes on to routing has its FIB entry prefetched here, so the
+/// route stage's lookups find it in cache.
 #[derive(Default)]
 pub struct InputStage;
 
@@ -124,19 +120,18 @@ fn is_nd(data: &[u8], meta: &Meta) -> bool {
         && data.get(meta.l4_offset as usize).is_some_and(|t| (133..=137).contains(t))
 }
 
-impl Stage for InputStage {
+impl PacketStage for InputStage {
     fn name(&self) -> &'static str {
         "input"
     }
 
-    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
-        for p in burst.iter_mut() {
-            if p.meta.verdict != Verdict::Continue {
-                continue;
-            }
-            let v = Self::classify(cx, p.data(), &p.meta);
-            p.meta.verdict = v;
+    #[inline(always)]
+    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+        let v = Self::classify(cx, p.data(), &p.meta);
+        if v == Verdict::Continue {
+            cx.tables.prefetch_route(&p.meta.flow.dst);
         }
+        p.meta.verdict = v;
     }
 }
 
@@ -181,46 +176,28 @@ impl RouteStage {
     }
 }
 
-impl Stage for RouteStage {
+impl PacketStage for RouteStage {
     fn name(&self) -> &'static str {
         "route"
     }
 
-    /// Two passes: all FIB lookups of the burst first, in a tight loop whose loads are
-    /// independent (so their cache misses overlap, one table miss per packet otherwise costs
-    /// the whole memory latency), then the per-packet work with the answers.
-    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
-        let mut groups = [None; crate::stage::BURST];
-        for p in burst.iter() {
-            if p.meta.verdict == Verdict::Continue {
-                cx.tables.prefetch_route(&p.meta.flow.dst);
-            }
-        }
-        for (p, g) in burst.iter().zip(groups.iter_mut()) {
-            if p.meta.verdict == Verdict::Continue {
-                *g = cx.tables.route(&p.meta.flow.dst);
-            }
-        }
-        for (i, p) in burst.iter_mut().enumerate() {
-            if p.meta.verdict != Verdict::Continue {
-                continue;
-            }
-            // Bursts longer than BURST (not produced by the worker) look up the rest here.
-            let group = match groups.get(i) {
-                Some(&g) => g,
-                None => cx.tables.route(&p.meta.flow.dst),
-            };
-            let (data, meta) = p.data_and_meta();
-            meta.verdict = Self::route(cx, group, data, meta);
-        }
+    #[inline(always)]
+    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+        let group = cx.tables.route(&p.meta.flow.dst);
+        let (data, meta) = p.data_and_meta();
+        meta.verdict = Self::route(cx, group, data, meta);
     }
 }
 
 /// Decrements TTL / hop limit (RFC 1624 incremental checksum for IPv4), strips Ethernet padding
 /// and writes the link-layer header from the neighbour table. A missing neighbour punts the
 /// already-rewritten packet so the slow path only has to fill in the MAC once it resolves.
+/// A packet routed into a tunnel stays `Continue` with its `out_port` set: the encap stage
+/// settles it.
 #[derive(Default)]
-pub struct RewriteStage;
+pub struct RewriteStage {
+    cache: NeighbourCache,
+}
 
 impl RewriteStage {
     #[inline]
@@ -248,13 +225,20 @@ impl RewriteStage {
             return Verdict::Drop(DropReason::NextHopDrop);
         };
         data[6..12].copy_from_slice(&out.mac);
-        if meta.out_port >= cx.tables.tunnels.first_iface()
-            && cx.tables.tunnels.by_iface(meta.out_port).is_some_and(|t| !t.kind.l2())
-        {
+        let tunnel = match meta.out_port >= cx.tables.tunnels.first_iface() {
+            true => cx.tables.tunnels.by_iface(meta.out_port),
+            false => None,
+        };
+        if tunnel.is_some_and(|t| !t.kind.l2()) {
             // IP-in-IP has no link layer: the encap stage strips this header.
-            return Verdict::Forward(meta.out_port);
+            return Verdict::Continue;
         }
         match cache.get(cx, meta.out_port, &meta.next_hop) {
+            // Into a VXLAN/Geneve tunnel: the encap stage decides.
+            Some(mac) if tunnel.is_some() => {
+                data[0..6].copy_from_slice(&mac);
+                Verdict::Continue
+            }
             Some(mac) => {
                 data[0..6].copy_from_slice(&mac);
                 Verdict::Forward(meta.out_port)
@@ -267,19 +251,20 @@ impl RewriteStage {
     }
 }
 
-impl Stage for RewriteStage {
+impl PacketStage for RewriteStage {
     fn name(&self) -> &'static str {
         "rewrite"
     }
 
-    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
-        let mut cache = NeighbourCache::default();
-        for p in burst.iter_mut() {
-            if p.meta.verdict != Verdict::Continue {
-                continue;
-            }
-            p.meta.verdict = Self::rewrite(cx, p, &mut cache);
-        }
+    #[inline]
+    fn begin(&mut self, _cx: &Context<'_>) -> bool {
+        self.cache = NeighbourCache::default();
+        true
+    }
+
+    #[inline(always)]
+    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+        p.meta.verdict = Self::rewrite(cx, p, &mut self.cache);
     }
 }
 
@@ -309,7 +294,12 @@ impl NeighbourCache {
 
 /// The L3 router's stage list.
 pub fn l3_stages() -> Vec<Box<dyn Stage>> {
-    vec![Box::new(ParseStage), Box::new(InputStage), Box::new(RouteStage), Box::new(RewriteStage)]
+    vec![
+        Box::new(ParseStage),
+        Box::new(InputStage),
+        Box::new(RouteStage),
+        Box::new(RewriteStage::default()),
+    ]
 }
 
 /// True when `addr` is an IPv4-mapped address (helper for callers choosing a family).

@@ -23,7 +23,7 @@ fn be16(d: &[u8], at: usize) -> u16 {
 }
 
 /// Parses `data` (an Ethernet frame) into `meta`.
-#[inline]
+#[inline(always)]
 pub fn parse(data: &[u8], meta: &mut Meta, hash_seed: u64) -> Result<(), DropReason> {
     if data.len() < 14 {
         return Err(DropReason::EthTruncated);

@@ -22,7 +22,7 @@ use crossbeam_queue::ArrayQueue;
 use ferroplane_pipeline::buf::PacketBuf;
 use ferroplane_pipeline::meta::{Addr, Meta, PortId, TunnelMeta, L3};
 use ferroplane_pipeline::parse::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
-use ferroplane_pipeline::stage::{Context, Stage};
+use ferroplane_pipeline::stage::{Context, PacketStage};
 use ferroplane_pipeline::tables::{MacAddr, Tables};
 use ferroplane_pipeline::tunnel::{TunnelKind, IPIP_KEY};
 use ferroplane_pipeline::verdict::{DropReason, Verdict};
@@ -290,40 +290,41 @@ fn martian_source(m: &Meta) -> Option<DropReason> {
     }
 }
 
-impl Stage for DecapStage {
+impl PacketStage for DecapStage {
     fn name(&self) -> &'static str {
         "decap"
     }
 
-    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
-        if cx.tables.tunnels.is_empty() {
+    #[inline]
+    fn begin(&mut self, cx: &Context<'_>) -> bool {
+        !cx.tables.tunnels.is_empty()
+    }
+
+    #[inline(always)]
+    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+        if !matches!(p.meta.l3, L3::Ipv4 | L3::Ipv6) {
             return;
         }
-        for p in burst.iter_mut() {
-            if p.meta.verdict != Verdict::Continue || !matches!(p.meta.l3, L3::Ipv4 | L3::Ipv6) {
-                continue;
-            }
-            loop {
-                match self.decap_one(cx, p) {
-                    Step::NotTunnel => break,
-                    Step::Drop(r) => {
-                        p.meta.verdict = Verdict::Drop(r);
+        loop {
+            match self.decap_one(cx, p) {
+                Step::NotTunnel => break,
+                Step::Drop(r) => {
+                    p.meta.verdict = Verdict::Drop(r);
+                    break;
+                }
+                Step::Decapsulated => {
+                    if let Some(c) =
+                        self.counters.as_ref().and_then(|c| c.of(cx.tables, p.meta.in_port))
+                    {
+                        c.rx_packets.inc();
+                        c.rx_bytes.add(p.len() as u64);
+                    }
+                    if p.meta.tunnel.depth > MAX_NESTING {
+                        p.meta.verdict = Verdict::Drop(DropReason::TunnelLoop);
                         break;
                     }
-                    Step::Decapsulated => {
-                        if let Some(c) =
-                            self.counters.as_ref().and_then(|c| c.of(cx.tables, p.meta.in_port))
-                        {
-                            c.rx_packets.inc();
-                            c.rx_bytes.add(p.len() as u64);
-                        }
-                        if p.meta.tunnel.depth > MAX_NESTING {
-                            p.meta.verdict = Verdict::Drop(DropReason::TunnelLoop);
-                            break;
-                        }
-                        if !matches!(p.meta.l3, L3::Ipv4 | L3::Ipv6) {
-                            break;
-                        }
+                    if !matches!(p.meta.l3, L3::Ipv4 | L3::Ipv6) {
+                        break;
                     }
                 }
             }

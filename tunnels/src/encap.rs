@@ -4,8 +4,8 @@
 //! It runs last, after the rewrite stage has done the overlay part: TTL, and for VXLAN/Geneve
 //! the inner Ethernet header from the overlay neighbour table (so the order of DESIGN.md holds:
 //! overlay neighbour, encap, FIB lookup of the outer destination, underlay neighbour). The
-//! worker also runs it alone over what the slow path sends out of a tunnel interface (ARP and
-//! neighbour discovery on the overlay, echo replies, released packets).
+//! worker sends what the slow path puts out of a tunnel interface (ARP and neighbour discovery
+//! on the overlay, echo replies, released packets) through [`output`], the same general path.
 //!
 //! Per packet: the remote endpoint (the tunnel's, or the FDB's for the inner destination MAC),
 //! the outer headers, a FIB lookup of the remote, the underlay neighbour. A route to the remote
@@ -20,7 +20,7 @@ use ferroplane_pipeline::checksum;
 use ferroplane_pipeline::fib::NextHopId;
 use ferroplane_pipeline::meta::{Addr, PortId};
 use ferroplane_pipeline::parse::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
-use ferroplane_pipeline::stage::{Context, Stage};
+use ferroplane_pipeline::stage::{Context, PacketStage};
 use ferroplane_pipeline::tables::{MacAddr, NextHop, Tables};
 use ferroplane_pipeline::tunnel::{Tunnel, TunnelKind};
 use ferroplane_pipeline::verdict::{DropReason, PuntReason, Verdict};
@@ -425,12 +425,15 @@ impl Template {
 #[derive(Default)]
 pub struct EncapStage {
     counters: Option<Arc<TunnelCounters>>,
+    /// The burst's underlay lookups and header template (reset by `begin`).
+    cache: UnderlayCache,
+    template: Option<Template>,
 }
 
 impl EncapStage {
     /// Counts what each tunnel sends into `counters`.
     pub fn with_counters(counters: Arc<TunnelCounters>) -> EncapStage {
-        EncapStage { counters: Some(counters) }
+        EncapStage { counters: Some(counters), ..Default::default() }
     }
 
     #[inline]
@@ -444,67 +447,65 @@ impl EncapStage {
     }
 }
 
-impl Stage for EncapStage {
+impl PacketStage for EncapStage {
     fn name(&self) -> &'static str {
         "encap"
     }
 
-    fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]) {
+    #[inline]
+    fn begin(&mut self, cx: &Context<'_>) -> bool {
+        self.cache = UnderlayCache::default();
+        self.template = None;
+        !cx.tables.tunnels.is_empty()
+    }
+
+    /// Takes the packets the rewrite stage left `Continue` with a tunnel as `out_port`.
+    #[inline(always)]
+    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
         let t = cx.tables;
-        if t.tunnels.is_empty() {
+        let port = p.meta.out_port;
+        let Some(tunnel) = t.tunnels.by_iface(port) else { return };
+        let d = p.data();
+        if d.len() < ETH_LEN {
+            p.meta.verdict = Verdict::Drop(DropReason::TunnelInnerMalformed);
             return;
         }
-        let first = t.tunnels.first_iface();
-        let mut cache = UnderlayCache::default();
-        let mut template: Option<Template> = None;
-        for p in burst.iter_mut() {
-            let Verdict::Forward(port) = p.meta.verdict else { continue };
-            if port < first {
-                continue;
+        let inner_type = u16::from_be_bytes([d[12], d[13]]);
+        let remote = match tunnel.remote {
+            Some(r) => Some(r),
+            None => t.fdb_remote(port, &[d[0], d[1], d[2], d[3], d[4], d[5]]),
+        };
+        if let (Some(tpl), Some(r)) = (&self.template, remote) {
+            if tpl.iface == port && tpl.remote == r && tpl.inner_type == inner_type {
+                let bytes = p.len();
+                p.meta.verdict = tpl.apply(p);
+                self.count(t, port, p.meta.verdict, bytes);
+                return;
             }
-            let Some(tunnel) = t.tunnels.by_iface(port) else { continue };
-            let d = p.data();
-            if d.len() < ETH_LEN {
-                p.meta.verdict = Verdict::Drop(DropReason::TunnelInnerMalformed);
-                continue;
-            }
-            let inner_type = u16::from_be_bytes([d[12], d[13]]);
-            let remote = match tunnel.remote {
-                Some(r) => Some(r),
-                None => t.fdb_remote(port, &[d[0], d[1], d[2], d[3], d[4], d[5]]),
+        }
+        let before = p.len();
+        p.meta.verdict = output_cached(t, p, port, &mut self.cache);
+        self.count(t, port, p.meta.verdict, before);
+        // A single-level encapsulation onto a port (not a nested one) becomes the template.
+        if let (Verdict::Forward(out), Some(r)) = (p.meta.verdict, remote) {
+            let added = p.len() as isize - before as isize;
+            let ip = if tunnel.outer_v6() { 40 } else { 20 };
+            let single = match tunnel.kind {
+                TunnelKind::Ipip => ip,
+                TunnelKind::Vxlan => ETH_LEN + ip + 16,
+                TunnelKind::Geneve => ETH_LEN + ip + 16 + tunnel.options.len(),
             };
-            if let (Some(tpl), Some(r)) = (&template, remote) {
-                if tpl.iface == port && tpl.remote == r && tpl.inner_type == inner_type {
-                    let bytes = p.len();
-                    p.meta.verdict = tpl.apply(p);
-                    self.count(t, port, p.meta.verdict, bytes);
-                    continue;
-                }
-            }
-            let before = p.len();
-            p.meta.verdict = output_cached(t, p, port, &mut cache);
-            self.count(t, port, p.meta.verdict, before);
-            // A single-level encapsulation onto a port (not a nested one) becomes the template.
-            if let (Verdict::Forward(out), Some(r)) = (p.meta.verdict, remote) {
-                let added = p.len() as isize - before as isize;
-                let ip = if tunnel.outer_v6() { 40 } else { 20 };
-                let single = match tunnel.kind {
-                    TunnelKind::Ipip => ip,
-                    TunnelKind::Vxlan => ETH_LEN + ip + 16,
-                    TunnelKind::Geneve => ETH_LEN + ip + 16 + tunnel.options.len(),
-                };
-                // Underlay ECMP picks a path per flow: a template would pin the burst to the
-                // first packet's, so only a remote with a single path gets one.
-                let one_path = t
-                    .route(&r)
-                    .and_then(|g| t.groups.get(g as usize))
-                    .is_some_and(|g| g.members().nth(1).is_none());
-                if added == single as isize && one_path && !t.tunnels.is_tunnel(out) {
-                    template = Template::capture(p, tunnel, r, inner_type).map(|mut tpl| {
-                        tpl.mtu = t.port(out).map_or(0, |o| o.mtu);
-                        tpl
-                    });
-                }
+            // Underlay ECMP picks a path per flow: a template would pin the burst to the
+            // first packet's, so only a remote with a single path gets one.
+            let one_path = t
+                .route(&r)
+                .and_then(|g| t.groups.get(g as usize))
+                .is_some_and(|g| g.members().nth(1).is_none());
+            if added == single as isize && one_path && !t.tunnels.is_tunnel(out) {
+                self.template = Template::capture(p, tunnel, r, inner_type).map(|mut tpl| {
+                    tpl.mtu = t.port(out).map_or(0, |o| o.mtu);
+                    tpl
+                });
             }
         }
     }
@@ -515,6 +516,7 @@ mod tests {
     use super::*;
     use ferroplane_pipeline::buf::FRAME_SIZE;
     use ferroplane_pipeline::flow::addr_from_ip;
+    use ferroplane_pipeline::stage::Stage;
     use ferroplane_pipeline::tables::{NextHopSpec, PortInfo, TablesBuilder};
 
     fn ip(s: &str) -> std::net::IpAddr {
@@ -629,7 +631,9 @@ mod tests {
     fn buf(bytes: &[u8], port: PortId, hash: u32) -> PacketBuf {
         let mut b = PacketBuf::new(Box::leak(vec![0u8; FRAME_SIZE].into_boxed_slice()), 0);
         b.fill_from(bytes).unwrap();
-        b.meta.verdict = Verdict::Forward(port);
+        // As the rewrite stage leaves a packet routed into a tunnel.
+        b.meta.verdict = Verdict::Continue;
+        b.meta.out_port = port;
         b.meta.flow_hash = hash;
         b
     }
@@ -663,7 +667,7 @@ mod tests {
                 let v = output(&t, &mut b, port);
                 alone.push((v, b));
             }
-            EncapStage::default().process(&cx, &mut burst);
+            Stage::process(&mut EncapStage::default(), &cx, &mut burst);
             for (i, (p, (v, a))) in burst.iter().zip(&alone).enumerate() {
                 assert_eq!(p.meta.verdict, *v, "pattern {pattern} packet {i}");
                 if matches!(v, Verdict::Forward(_)) {
