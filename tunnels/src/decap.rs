@@ -112,7 +112,9 @@ impl DecapStage {
     #[inline]
     fn decap_one(&mut self, cx: &Context<'_>, p: &mut PacketBuf) -> Step {
         let t: &Tables = cx.tables;
-        let m = p.meta;
+        // Every packet of the burst comes through here while a tunnel exists: the checks that
+        // let the others pass read the metadata in place (a copy of it cost 2 ns a packet).
+        let m = &p.meta;
         let kind = match m.l4_proto {
             UDP if m.l4_offset != 0 => match t.tunnels.udp_listener(m.flow.dst_port) {
                 Some(k) => k,
@@ -124,6 +126,7 @@ impl DecapStage {
         if m.vlan.is_some() || !t.is_local(&m.flow.dst) {
             return Step::NotTunnel;
         }
+        let m = p.meta;
         let data = p.data();
         // Only frames unicast to the receiving interface: the input stage drops the others.
         match t.port(m.in_port) {
