@@ -9,14 +9,16 @@
 //!
 //! This VM's speed drifts by 2x over minutes (the copy-only loop itself has measured 3 to 24 ns
 //! a packet on different days), and criterion runs one case after the other; so `cargo bench`
-//! ends with an interleaved pass ([`interleaved`]): the three cases in turn, one burst each,
-//! for thousands of rounds, so they see the same load, with the pipeline's own cost as the
-//! per-round difference to the copy-only loop. Those are the figures the README quotes.
+//! ends with an interleaved pass ([`interleaved`], `ferroplane_benches::interleave`): the four
+//! cases in turn, one burst each, for thousands of rounds, so they see the same load, with the
+//! pipeline's own cost as the per-round difference to the copy-only loop. Those are the figures
+//! the README quotes.
 
 use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ferroplane_benches::interleave::{paired_median, quantile};
 use ferroplane_hugepages::Policy;
 use ferroplane_pipeline::buf::PacketBuf;
 use ferroplane_pipeline::pool::Pool;
@@ -156,21 +158,14 @@ fn interleaved(t: &Tables, all: &[Vec<Vec<u8>>], pipeline: &mut Pipeline, burst:
             s.push(start.elapsed().as_nanos() as f64 / BURST as f64);
         }
     }
-    let quantile = |v: &[f64], q: f64| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[((v.len() - 1) as f64 * q) as usize]
-    };
     println!("\ninterleaved: {ROUNDS} rounds, ns per packet (wall time per burst / 64)");
     println!("{:<24} {:>7} {:>7} {:>20}", "case", "p10", "median", "- copy_only (paired)");
     for (i, name) in CASES.iter().enumerate() {
-        let base = &samples[i / 2 * 2];
-        let d: Vec<f64> = samples[i].iter().zip(base).map(|(a, b)| a - b).collect();
         println!(
             "{name:<24} {:>7.1} {:>7.1} {:>+20.1}",
             quantile(&samples[i], 0.1),
             quantile(&samples[i], 0.5),
-            quantile(&d, 0.5)
+            paired_median(&samples[i], &samples[i / 2 * 2])
         );
     }
 }

@@ -30,6 +30,7 @@ use std::net::IpAddr;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput};
+use ferroplane_benches::interleave::{paired_median, quantile};
 use ferroplane_dataplane::assemble::stages;
 use ferroplane_hugepages::Policy;
 use ferroplane_pipeline::buf::PacketBuf;
@@ -445,11 +446,6 @@ fn interleaved(benches: &[Bench<'_>], pipeline: &mut Pipeline, burst: &mut [Pack
             samples[i].push(start.elapsed().as_nanos() as f64 / BURST as f64);
         }
     }
-    let quantile = |v: &[f64], q: f64| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[((v.len() - 1) as f64 * q) as usize]
-    };
     println!(
         "\ninterleaved: {ROUNDS} rounds over every case, ns per packet (wall time per burst / 64)"
     );
@@ -463,8 +459,7 @@ fn interleaved(benches: &[Bench<'_>], pipeline: &mut Pipeline, burst: &mut [Pack
             let Some(j) = benches.iter().position(|b| b.0 == format!("{base}_{size}")) else {
                 return f64::NAN;
             };
-            let d: Vec<f64> = samples[i].iter().zip(&samples[j]).map(|(a, b)| a - b).collect();
-            quantile(&d, 0.5)
+            paired_median(&samples[i], &samples[j])
         };
         println!(
             "{name:<32} {:>7.1} {:>7.1} {:>+16.1} {:>+16.1}",

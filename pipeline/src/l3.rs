@@ -13,7 +13,7 @@ use crate::fib::NextHopId;
 use crate::flow::as_v4;
 use crate::meta::{Addr, Meta, PortId, L3};
 use crate::parse;
-use crate::stage::{Context, PacketStage, Stage};
+use crate::stage::{Context, PacketStage};
 use crate::tables::{MacAddr, NextHop};
 use crate::verdict::{DropReason, PuntReason, Verdict};
 
@@ -290,16 +290,6 @@ impl NeighbourCache {
         self.next ^= 1;
         m
     }
-}
-
-/// The L3 router's stage list.
-pub fn l3_stages() -> Vec<Box<dyn Stage>> {
-    vec![
-        Box::new(ParseStage),
-        Box::new(InputStage),
-        Box::new(RouteStage),
-        Box::new(RewriteStage::default()),
-    ]
 }
 
 /// True when `addr` is an IPv4-mapped address (helper for callers choosing a family).

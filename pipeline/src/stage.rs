@@ -33,11 +33,12 @@ pub trait Stage: Send {
 /// L3 path's stages, tunnel decap and encap): it writes only the per-packet step and gets the
 /// burst loop from the blanket [`Stage`] impl.
 ///
-/// Each stays its own pass over the burst (VPP's vector model). Fusing them into one pass per
-/// packet was measured and is slower here: the whole stage list fused into two passes made the
-/// hot L3 pipeline 25-40% slower than the same stages unfused (`l3/unfused_burst64_hot` was the
-/// comparison), as a short loop over 64 independent packets lets the CPU overlap the packets'
-/// work while one long per-packet body serialises it.
+/// Each stays its own pass over the burst (VPP's vector model). Fusing them was measured and is
+/// slower here: a generic stage running parse, decap and input (then route, rewrite and encap)
+/// on each packet in one pass made the hot L3 pipeline 25-40% slower than the same stages
+/// unfused, side by side in one bench binary (the fused stage was not kept), as a short loop over
+/// 64 independent packets lets the CPU overlap the packets' work while one long per-packet body
+/// serialises it. The worker's list is `ferroplane_dataplane::assemble::stages`.
 pub trait PacketStage: Send {
     /// Short name, used in traces and stats.
     fn name(&self) -> &'static str;
