@@ -53,11 +53,13 @@ impl PacketBuf {
         }
     }
 
-    /// Resets the window to empty at the standard headroom and clears the metadata.
+    /// Resets the window to empty at the standard headroom and clears the metadata, except
+    /// `meta.worker`: that says whose pool the buffer belongs to, which no reuse of the buffer
+    /// changes (a slow-path reply built in a received buffer must still go back to that pool).
     pub fn reset(&mut self) {
         self.head = HEADROOM as u16;
         self.tail = HEADROOM as u16;
-        self.meta = Meta::default();
+        self.meta = Meta { worker: self.meta.worker, ..Meta::default() };
     }
 
     pub fn index(&self) -> u32 {
@@ -229,6 +231,18 @@ mod tests {
         assert_eq!(b.data(), &[1, 2, 3, 4]);
         assert_eq!(b.prepend(HEADROOM + 1).unwrap_err(), BufError::NoHeadroom);
         assert_eq!(b.advance(5).unwrap_err(), BufError::TooShort);
+    }
+
+    #[test]
+    fn refilling_keeps_the_owning_worker_even_when_refused() {
+        let mut b = buf();
+        b.fill_from(&[1; 60]).unwrap();
+        b.meta.worker = 3;
+        b.meta.in_port = 5;
+        b.fill_from(&[2; 60]).unwrap();
+        assert_eq!((b.meta.worker, b.meta.in_port), (3, 0));
+        assert_eq!(b.fill_from(&[0; FRAME_SIZE]).unwrap_err(), BufError::NoTailroom);
+        assert_eq!(b.meta.worker, 3);
     }
 
     #[test]

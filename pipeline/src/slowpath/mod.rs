@@ -454,14 +454,11 @@ impl SlowPath {
                     (src, nd.lladdr.unwrap_or(eth_src))
                 };
                 let na = frames::na_frame(p.mac, dst_mac, &nd.target, &dst);
-                // The buffer goes back to the worker whose pool owns it: `fill_from` clears the
-                // metadata, so keep that worker (a buffer freed into another worker's pool
-                // breaks both pools' accounting, and DPDK queues refuse to send it).
-                let worker = buf.meta.worker;
+                // `fill_from` keeps `meta.worker`, so the buffer still goes back to the worker
+                // whose pool owns it.
                 if buf.fill_from(&na).is_err() {
                     return self.drop(buf, DropReason::SlowPathMalformed);
                 }
-                buf.meta.worker = worker;
                 self.counters.nd_adverts.inc();
                 self.out.push_back(Output::Transmit { port, buf });
             }
