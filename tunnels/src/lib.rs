@@ -22,20 +22,3 @@ pub mod vxlan;
 pub use counters::TunnelCounters;
 pub use decap::{DecapStage, FdbLearn, LearnQueue};
 pub use encap::EncapStage;
-
-/// Runs a scapy snippet that prints hex bytes: the other side of the cross-checks. A missing
-/// python3 or scapy fails the test (install-deps.sh installs them); it never skips.
-#[cfg(test)]
-pub(crate) fn scapy_hex(py: &str) -> Vec<u8> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", py])
-        .output()
-        .expect("python3 is required by this test");
-    assert!(
-        out.status.success(),
-        "python3 with scapy is required by this test (pip install scapy): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hex = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
-}
