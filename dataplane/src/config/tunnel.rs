@@ -500,7 +500,8 @@ pub(super) fn check_tunnels(
         if l2 {
             match udp_kinds.iter().find(|(p, _)| *p == dst_port) {
                 Some((_, k)) if *k != kind => r.err(
-                    span.clone(),
+                    // At `dst_port` when the file sets it, else at the tunnel (the default).
+                    t.dst_port.as_ref().map_or(span.clone(), |p| p.span()),
                     key("dst_port"),
                     format!(
                         "UDP port {dst_port} is used by a {} tunnel: one port, one header format",
@@ -568,8 +569,8 @@ mod tests {
             "t.toml:15:1: tunnel[1].remote: an ipip tunnel is point-to-point: it needs `remote`",
             "t.toml:19:7: tunnel[1].vni: ipip tunnels have no VNI",
             "t.toml:20:7: tunnel[1].mac: ipip tunnels have no link layer",
-            "t.toml:21:1: tunnel[2].dst_port: UDP port 4789 is used by a vxlan tunnel: one port, one header format",
             "t.toml:25:10: tunnel[2].remote: 10.2.0.1 is our own address: a tunnel to itself loops",
+            "t.toml:27:12: tunnel[2].dst_port: UDP port 4789 is used by a vxlan tunnel: one port, one header format",
             "t.toml:28:42: tunnel[2].options[0].data: data is hex, a multiple of 4 bytes, at most 124 bytes",
             "t.toml:29:7: tunnel[2].mtu: mtu must be 68..=1446: the underlay port's 1500 minus 54 bytes of tunnel overhead",
             "t.toml:38:8: tunnel[4].kind: wireguard tunnels are not supported by this version of ferroplane",
