@@ -12,7 +12,7 @@ use ferroplane_ctl::{ErrorCode, PortStats, Reply, Request, Stats, WorkerStats};
 use ferroplane_pipeline::meta::PortId;
 use ferroplane_pipeline::slowpath::SlowPathCounters;
 use ferroplane_pipeline::tables::TableHandle;
-use ferroplane_tunnels::TunnelCounters;
+use ferroplane_tunnels::counters::TunnelTotals;
 
 use crate::assemble::build_tables;
 use crate::capture::{CaptureSummary, Direction};
@@ -322,7 +322,7 @@ fn fmt_mac(m: [u8; 6]) -> String {
 pub fn stats(
     running_tables: &TableHandle,
     workers: &[Arc<WorkerCounters>],
-    tunnels: &[Arc<TunnelCounters>],
+    tunnels: &TunnelTotals,
     slow: &SlowPathCounters,
 ) -> Stats {
     let t = running_tables.load();
@@ -342,14 +342,15 @@ pub fn stats(
         s.ports.push(ps);
     }
     for tun in t.tunnels.iter() {
-        let mut ps = PortStats { name: tun.name.clone(), ..Default::default() };
-        for c in tunnels.iter().filter_map(|w| w.of(&t, tun.iface)) {
-            ps.rx_packets += c.rx_packets.get();
-            ps.rx_bytes += c.rx_bytes.get();
-            ps.tx_packets += c.tx_packets.get();
-            ps.tx_bytes += c.tx_bytes.get();
-        }
-        s.tunnels.push(ps);
+        // Since the tunnel took its slot, not since the slot's first tunnel.
+        let c = tunnels.of(&t, tun.iface);
+        s.tunnels.push(PortStats {
+            name: tun.name.clone(),
+            rx_packets: c.rx_packets,
+            rx_bytes: c.rx_bytes,
+            tx_packets: c.tx_packets,
+            tx_bytes: c.tx_bytes,
+        });
     }
     for (id, w) in workers.iter().enumerate() {
         s.workers.push(WorkerStats {

@@ -22,6 +22,7 @@ use ferroplane_pipeline::slowpath::{Output, SlowPath, SlowPathConfig, SlowPathCo
 use ferroplane_pipeline::stage::Pipeline;
 use ferroplane_pipeline::tables::TableHandle;
 
+use ferroplane_tunnels::counters::TunnelTotals;
 use ferroplane_tunnels::{LearnQueue, TunnelCounters};
 
 use crate::capture::Capture;
@@ -80,8 +81,8 @@ pub struct Running {
     pub stop: Arc<AtomicBool>,
     pub tables: Arc<TableHandle>,
     pub workers: Vec<Arc<WorkerCounters>>,
-    /// Each worker's per-tunnel counters.
-    pub tunnels: Vec<Arc<TunnelCounters>>,
+    /// Each worker's per-tunnel counters, read per tunnel interface.
+    pub tunnels: Arc<TunnelTotals>,
     pub slow: Arc<SlowPathCounters>,
     /// Requests for the control thread (route, neighbour, config changes and reads).
     pub commands: SyncSender<Command>,
@@ -144,7 +145,7 @@ pub fn start(
     workers: Vec<WorkerPorts>,
     poll: Poll,
     control_core: Option<usize>,
-    control: ControlPlane,
+    mut control: ControlPlane,
 ) -> Result<Running, String> {
     let tables = Arc::new(tables);
     let trace = Arc::new(Trace::new());
@@ -196,6 +197,8 @@ pub fn start(
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         threads.push((name, h));
     }
+    let tunnel_totals = Arc::new(TunnelTotals::new(all_tunnel_counters));
+    control.count_tunnels(tunnel_totals.clone());
     let slow = SlowPath::new(&tables.load(), SlowPathConfig::default());
     let slow_counters = slow.counters();
     {
@@ -214,7 +217,7 @@ pub fn start(
         stop,
         tables,
         workers: counters,
-        tunnels: all_tunnel_counters,
+        tunnels: tunnel_totals,
         slow: slow_counters,
         commands,
         trace,

@@ -19,6 +19,7 @@ use ferroplane_pipeline::flow::addr_from_ip;
 use ferroplane_pipeline::meta::PortId;
 use ferroplane_pipeline::slowpath::SlowPath;
 use ferroplane_pipeline::tables::{local_addresses, PortInfo, TableHandle, Tables};
+use ferroplane_tunnels::counters::TunnelTotals;
 use ferroplane_tunnels::FdbLearn;
 
 use crate::config::{self, Config, Mac, NeighborConfig, NextHopConfig, Prefix, RouteConfig};
@@ -46,6 +47,9 @@ pub struct ControlPlane {
     /// The set of interfaces changed (a tunnel came or went): the next commit publishes the
     /// interfaces, local addresses, tunnel table and rebuilt FIBs.
     rebuilt: bool,
+    /// The workers' tunnel counters, once running: a slot given to a new tunnel is restarted
+    /// when the tunnel goes live, so it does not inherit the counts of the slot's last tunnel.
+    counters: Option<Arc<TunnelTotals>>,
 }
 
 fn invalid(message: impl Into<String>) -> Reply {
@@ -108,7 +112,13 @@ impl ControlPlane {
             phys,
             tunnels,
             rebuilt: false,
+            counters: None,
         })
+    }
+
+    /// The workers' tunnel counters, which `stats` reads (see [`TunnelTotals`]).
+    pub fn count_tunnels(&mut self, counters: Arc<TunnelTotals>) {
+        self.counters = Some(counters);
     }
 
     /// A MAC a worker learned on a multipoint tunnel (published by the next commit).
@@ -463,6 +473,13 @@ impl ControlPlane {
             next.ports = self.ports.clone();
             (next.local4, next.local6) = local_addresses(&self.ports);
             next.tunnels = Arc::new(self.tunnels.table(&self.base.ports)?);
+            // Restarted before the publish: whoever reads the snapshot with the new tunnel
+            // reads its baseline too.
+            for slot in self.tunnels.take_fresh() {
+                if let Some(c) = &self.counters {
+                    c.restart(slot);
+                }
+            }
         }
         if fdb {
             next.fdb = Arc::new(self.tunnels.fdb());
@@ -543,6 +560,7 @@ mod tests {
     use super::*;
     use ferroplane_pipeline::flow::v4_mapped;
     use ferroplane_pipeline::slowpath::SlowPathConfig;
+    use ferroplane_tunnels::TunnelCounters;
 
     const FILE: &str = r#"
 [dataplane]
@@ -590,6 +608,82 @@ nexthops = [{ via = "10.100.0.2" }]
             Reply::Ok { message } => message,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Routed into `iface` as the rewrite stage leaves it, through the encap stage that counts
+    /// into `counters`: `n` frames of `len` bytes.
+    fn send_into(h: &TableHandle, counters: &Arc<TunnelCounters>, iface: PortId, n: usize) {
+        use ferroplane_pipeline::buf::{PacketBuf, FRAME_SIZE};
+        use ferroplane_pipeline::stage::{Context, Stage};
+        use ferroplane_pipeline::verdict::Verdict;
+        let t = h.load_full();
+        let mut burst: Vec<PacketBuf> = (0..n)
+            .map(|_| {
+                let mut f = vec![0u8; 14 + 86];
+                f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+                f[14] = 0x45;
+                f[16..18].copy_from_slice(&86u16.to_be_bytes());
+                f[22] = 64;
+                f[23] = 17;
+                let mut b = PacketBuf::new(Box::leak(vec![0u8; FRAME_SIZE].into_boxed_slice()), 0);
+                b.fill_from(&f).unwrap();
+                b.meta.verdict = Verdict::Continue;
+                b.meta.out_port = iface;
+                b
+            })
+            .collect();
+        let mut encap = ferroplane_tunnels::EncapStage::with_counters(counters.clone());
+        Stage::process(&mut encap, &Context { tables: &t, now_ns: 0 }, &mut burst);
+        for b in &burst {
+            assert!(matches!(b.meta.verdict, Verdict::Forward(1)), "{:?}", b.meta.verdict);
+        }
+    }
+
+    #[test]
+    fn a_tunnel_in_a_deleted_tunnels_slot_starts_its_counters_from_zero() {
+        let (mut cp, h, mut slow) = setup();
+        let worker = Arc::new(TunnelCounters::default());
+        let totals = Arc::new(TunnelTotals::new(vec![worker.clone()]));
+        cp.count_tunnels(totals.clone());
+        let stats =
+            |slow: &SlowPath| crate::daemon::stats(&h, &[], &totals, &slow.counters()).tunnels;
+        // vx0 (slot 0) sends 5 frames to its remote.
+        let neigh = Request::NeighAdd {
+            port: "b".into(),
+            address: "10.2.0.2".into(),
+            mac: "02:00:00:00:00:99".into(),
+        };
+        ok(&mut cp, &mut slow, &h, neigh);
+        send_into(&h, &worker, 2, 5);
+        let s = stats(&slow);
+        assert_eq!((s[0].name.as_str(), s[0].tx_packets, s[0].tx_bytes), ("vx0", 5, 500));
+        // vx0 goes; vx1 takes its slot (interface 2) and has sent nothing.
+        ok(&mut cp, &mut slow, &h, Request::RouteDel { prefix: "10.200.0.0/24".into() });
+        ok(&mut cp, &mut slow, &h, Request::TunnelDel { name: "vx0".into() });
+        let vx = "[[tunnel]]\nname = \"vx1\"\nkind = \"vxlan\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.2\"\nvni = 1\n";
+        let m = ok(&mut cp, &mut slow, &h, Request::TunnelAdd { toml: vx.into() });
+        assert!(m.contains("interface 2"), "{m}");
+        let s = stats(&slow);
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            (s[0].name.as_str(), s[0].rx_packets, s[0].rx_bytes, s[0].tx_packets, s[0].tx_bytes),
+            ("vx1", 0, 0, 0, 0),
+            "vx1 inherited vx0's counters"
+        );
+        // It counts its own traffic from there; a rebuild that leaves its slot alone (another
+        // tunnel added) does not restart it.
+        send_into(&h, &worker, 2, 2);
+        ok(&mut cp, &mut slow, &h, Request::TunnelAdd { toml: GENEVE.into() });
+        let s = stats(&slow);
+        assert_eq!((s[0].name.as_str(), s[0].tx_packets, s[0].tx_bytes), ("vx1", 2, 200));
+        assert_eq!((s[1].name.as_str(), s[1].tx_packets), ("gn", 0));
+        // A tunnel replaced by `config apply` (same name, new settings) starts afresh too.
+        let Reply::Config { toml } = cp.read(Request::ConfigShow, &slow) else { panic!() };
+        let toml = toml.replace("vni = 1\n", "vni = 2\n");
+        assert!(toml.contains("vni = 2"), "{toml}");
+        ok(&mut cp, &mut slow, &h, Request::ConfigApply { toml, source: None });
+        let s = stats(&slow);
+        assert_eq!((s[0].name.as_str(), s[0].tx_packets), ("vx1", 0), "{s:?}");
     }
 
     #[test]

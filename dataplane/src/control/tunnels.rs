@@ -25,6 +25,8 @@ pub struct Tunnels {
     learned: HashMap<(PortId, MacAddr), Addr>,
     /// The FDB changed since the last publish.
     pub fdb_dirty: bool,
+    /// Slots given to a new tunnel since the last publish: their counters start afresh.
+    fresh: Vec<usize>,
 }
 
 impl Tunnels {
@@ -35,6 +37,7 @@ impl Tunnels {
             slots: tunnels.iter().cloned().map(Some).collect(),
             learned: HashMap::new(),
             fdb_dirty: false,
+            fresh: Vec::new(),
         }
     }
 
@@ -67,7 +70,13 @@ impl Tunnels {
             }
         };
         self.fdb_dirty = true;
+        self.fresh.push(slot);
         (self.ports + slot) as PortId
+    }
+
+    /// The slots given to a new tunnel since the last call.
+    pub fn take_fresh(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.fresh)
     }
 
     /// Removes a tunnel and what it learned; returns its interface id.
