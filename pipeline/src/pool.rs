@@ -74,6 +74,11 @@ impl Pool {
     pub fn backing(&self) -> Backing {
         self.backing
     }
+
+    /// The first byte of the pool's region: frame `i` is at `base + i * FRAME_SIZE`.
+    pub fn base(&self) -> *const u8 {
+        self.base
+    }
 }
 
 impl Drop for Pool {
