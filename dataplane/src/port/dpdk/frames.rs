@@ -38,13 +38,18 @@ pub(crate) struct FrameRegion {
 
 impl FrameRegion {
     /// The region of `pool`, found from one of its buffers: buffer `i` is frame `i` of one
-    /// contiguous region (see `Pool::new`). Returns `None` when the pool is empty.
-    pub fn of(pool: &mut Pool, iova: impl FnOnce(usize, usize) -> IovaMap) -> Option<FrameRegion> {
-        let b = pool.alloc()?;
+    /// contiguous region (see `Pool::new`), with the IO addresses `iova` gives for it (called
+    /// with the region's base and length; its error is the caller's). Fails when the pool is
+    /// empty.
+    pub fn of(
+        pool: &mut Pool,
+        iova: impl FnOnce(usize, usize) -> Result<IovaMap, String>,
+    ) -> Result<FrameRegion, String> {
+        let b = pool.alloc().ok_or_else(|| "the worker's pool is empty".to_string())?;
         let base = b.frame_ptr() as usize - b.index() as usize * FRAME_SIZE;
         pool.free(b);
         let frames = pool.size();
-        Some(FrameRegion { base, frames, iova: iova(base, frames * FRAME_SIZE) })
+        Ok(FrameRegion { base, frames, iova: iova(base, frames * FRAME_SIZE)? })
     }
 
     pub fn base(&self) -> usize {
@@ -131,7 +136,7 @@ mod tests {
     #[test]
     fn region_finds_frames_and_windows_land_where_the_mbuf_had_them() {
         let mut pool = Pool::new(16, Policy::SmallOnly).unwrap();
-        let r = FrameRegion::of(&mut pool, |_, _| IovaMap::Va).unwrap();
+        let r = FrameRegion::of(&mut pool, |_, _| Ok(IovaMap::Va)).unwrap();
         let b = pool.alloc().unwrap();
         assert!(r.owns(&b));
         let a = b.frame_ptr() as usize;
@@ -162,9 +167,13 @@ mod tests {
     #[test]
     fn physical_iova_is_looked_up_per_page() {
         let mut pool = Pool::new(8, Policy::SmallOnly).unwrap();
-        let r = FrameRegion::of(&mut pool, |_, len| IovaMap::Pages {
-            page_shift: 12,
-            iovas: (0..len.div_ceil(4096) as u64).map(|i| 0x1_0000_0000 + i * 0x10_0000).collect(),
+        let r = FrameRegion::of(&mut pool, |_, len| {
+            Ok(IovaMap::Pages {
+                page_shift: 12,
+                iovas: (0..len.div_ceil(4096) as u64)
+                    .map(|i| 0x1_0000_0000 + i * 0x10_0000)
+                    .collect(),
+            })
         })
         .unwrap();
         assert_eq!(r.iova(r.base() + 4096 + 7), 0x1_0010_0007);

@@ -48,6 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use ferroplane_dpdk_sys as sys;
+use ferroplane_hugepages::Backing;
 use ferroplane_pipeline::buf::{PacketBuf, FRAME_SIZE};
 use ferroplane_pipeline::pool::Pool;
 
@@ -286,24 +287,65 @@ fn dma_map(dev: *mut sys::rte_device, region: &FrameRegion, page: usize) -> Resu
     Ok(())
 }
 
-/// IO addresses for a region of `len` bytes at `base`: the address itself in IOVA-as-VA mode,
-/// else each page's physical address (read once here, never on the fast path).
-fn iova_map(base: usize, len: usize, page: usize) -> IovaMap {
+/// `rte_mem_virt2phy`'s answer for an address it cannot translate (DPDK's `RTE_BAD_IOVA`, a
+/// cast bindgen does not carry over).
+const BAD_IOVA: u64 = u64::MAX;
+
+/// IO addresses for a pool region of `len` bytes at `base`: the address itself in IOVA-as-VA
+/// mode, else each page's physical address (read once here, never on the fast path).
+fn iova_map(base: usize, len: usize, backing: Backing) -> Result<IovaMap, String> {
     // SAFETY: plain query of EAL's mode.
     if unsafe { sys::rte_eal_iova_mode() } != sys::rte_iova_mode_RTE_IOVA_PA {
-        return IovaMap::Va;
+        return Ok(IovaMap::Va);
     }
+    // SAFETY: `p` is a mapped address of the pool's region; the lookup only reads pagemap.
+    iova_pages(base, len, backing, |p| unsafe { sys::rte_mem_virt2phy(p as *const libc::c_void) })
+}
+
+/// Physical addresses of the pages of a region, for physical-address IOVA mode. A device DMAs
+/// to them long after they were read, so they must never change: only huge pages qualify
+/// (never swapped, moved or merged; ordinary pages can be, behind DPDK's back). Each page is
+/// written to first (a read of a never-touched page may map a shared zero page, whose address
+/// is not the page's own), then translated with `virt2phy`; an address it cannot translate
+/// (no permission to read physical addresses, a page not present) is an error, not an IO
+/// address for a device to write to.
+fn iova_pages(
+    base: usize,
+    len: usize,
+    backing: Backing,
+    virt2phy: impl Fn(usize) -> u64,
+) -> Result<IovaMap, String> {
+    if backing != Backing::HugePages {
+        return Err(
+            "EAL runs in physical-address IOVA mode, which needs the worker's pool on \
+                    huge pages (its pool is on ordinary pages, whose physical addresses can \
+                    change under a DMA): reserve huge pages (`echo 1024 > \
+                    /proc/sys/vm/nr_hugepages`) or give EAL `--iova-mode=va` (VFIO with an IOMMU)"
+                .to_string(),
+        );
+    }
+    let page = ferroplane_hugepages::HUGE_PAGE_SIZE;
     let iovas = (0..len.div_ceil(page))
         .map(|i| {
             let p = base + i * page;
-            // Fault the page in (a read is enough) so that it has a physical address.
-            // SAFETY: `p` is inside the pool's mapped region.
-            let _ = unsafe { std::ptr::read_volatile(p as *const u8) };
-            // SAFETY: plain translation of a mapped address.
-            unsafe { sys::rte_mem_virt2phy(p as *const libc::c_void) }
+            // SAFETY: `p` is inside the pool's mapped region, and the port is being set up by
+            // the pool's owner (`&mut Pool`, no worker runs on it yet): writing back the byte
+            // just read changes nothing.
+            unsafe {
+                let v = std::ptr::read_volatile(p as *const u8);
+                std::ptr::write_volatile(p as *mut u8, v);
+            }
+            match virt2phy(p) {
+                BAD_IOVA => Err(format!(
+                    "no physical address for the pool's page at {p:#x} (rte_mem_virt2phy \
+                     failed: reading /proc/self/pagemap needs CAP_SYS_ADMIN); give EAL \
+                     `--iova-mode=va` or run with that capability"
+                )),
+                a => Ok(a),
+            }
         })
-        .collect();
-    IovaMap::Pages { page_shift: page.trailing_zeros(), iovas }
+        .collect::<Result<Vec<u64>, String>>()?;
+    Ok(IovaMap::Pages { page_shift: page.trailing_zeros(), iovas })
 }
 
 /// Frames between a transmit and the next receive of the same worker: the frame a carrier gave
@@ -526,13 +568,13 @@ impl DpdkDevice {
         let mut regions = Vec::new();
         let mut queues = Vec::new();
         for (q, pool) in pools.iter_mut().enumerate() {
-            let page = match pool.backing() {
-                ferroplane_hugepages::Backing::HugePages => ferroplane_hugepages::HUGE_PAGE_SIZE,
-                ferroplane_hugepages::Backing::SmallPages => ferroplane_hugepages::PAGE_SIZE,
+            let backing = pool.backing();
+            let page = match backing {
+                Backing::HugePages => ferroplane_hugepages::HUGE_PAGE_SIZE,
+                Backing::SmallPages => ferroplane_hugepages::PAGE_SIZE,
             };
-            let region = FrameRegion::of(pool, |b, l| iova_map(b, l, page)).ok_or_else(|| {
-                format!("port `{}` queue {q}: the worker's pool is empty", cfg.name)
-            })?;
+            let region = FrameRegion::of(pool, |b, l| iova_map(b, l, backing))
+                .map_err(|m| format!("port `{}` queue {q}: {m}", cfg.name))?;
             if self.bus == "pci" {
                 dma_map(info.device, &region, page)
                     .map_err(|m| format!("port `{}` queue {q}: {m}", cfg.name))?;
@@ -1027,4 +1069,49 @@ impl Port for DpdkPort {
     fn mode_name(&self) -> Option<String> {
         Some(self.mode.clone())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroplane_hugepages::Policy;
+
+    #[test]
+    fn physical_addresses_need_huge_pages_and_a_translation() {
+        let small = Pool::new(64, Policy::SmallOnly).unwrap();
+        let r = iova_pages(small.base() as usize, 64 * FRAME_SIZE, small.backing(), |p| p as u64);
+        assert!(r.unwrap_err().contains("needs the worker's pool on huge pages"));
+        let mut huge = Pool::new(2048, Policy::RequireHuge)
+            .expect("huge pages: reserve some with `echo 256 > /proc/sys/vm/nr_hugepages`");
+        assert_eq!(huge.backing(), Backing::HugePages);
+        let (base, len) = (huge.base() as usize, 2048 * FRAME_SIZE);
+        // A page virt2phy cannot translate is an error, never an IO address.
+        let r = iova_pages(base, len, Backing::HugePages, |p| {
+            if p == base + HUGE {
+                BAD_IOVA
+            } else {
+                p as u64
+            }
+        });
+        let e = r.unwrap_err();
+        assert!(e.contains("no physical address") && e.contains("rte_mem_virt2phy"), "{e}");
+        // DPDK's own translation (root reads pagemap): one page-aligned address per huge page,
+        // taken after each page was written to.
+        let b = huge.alloc().unwrap();
+        let r = iova_pages(base, len, Backing::HugePages, |p| {
+            // SAFETY: plain translation of a mapped address.
+            unsafe { sys::rte_mem_virt2phy(p as *const libc::c_void) }
+        })
+        .unwrap();
+        let IovaMap::Pages { page_shift, iovas } = r else { panic!("{r:?}") };
+        assert_eq!(1usize << page_shift, HUGE);
+        assert_eq!(iovas.len(), len.div_ceil(HUGE));
+        assert!(
+            iovas.iter().all(|&a| a != BAD_IOVA && a != 0 && a % HUGE as u64 == 0),
+            "{iovas:x?}"
+        );
+        huge.free(b);
+    }
+
+    const HUGE: usize = ferroplane_hugepages::HUGE_PAGE_SIZE;
 }
