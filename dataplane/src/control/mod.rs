@@ -165,13 +165,70 @@ impl ControlPlane {
     }
 
     fn tunnel_add(&mut self, toml: &str, slow: &mut SlowPath) -> Result<Reply, Reply> {
+        const REQUEST: &str = "<tunnel add>";
+        // The request alone first: one [[tunnel]] and nothing else. Other sections would pass
+        // the check below (a [[port]] could even make the tunnel's `local` valid) and then be
+        // dropped, since only the new tunnel is taken.
+        let sections = match toml::from_str::<toml::Table>(toml) {
+            Ok(t) => t,
+            // A syntax error: the file check reports it at its place in the request.
+            Err(_) => {
+                let e = config::parse_str(toml, REQUEST).err().map_or_else(
+                    || "the request is not valid TOML".to_string(),
+                    |e| e.to_string().trim_end().to_string(),
+                );
+                return Err(invalid(e));
+            }
+        };
+        let others: Vec<String> = sections
+            .iter()
+            .filter(|(k, _)| k.as_str() != "tunnel")
+            .map(|(k, v)| match v {
+                toml::Value::Array(_) => format!("[[{k}]]"),
+                toml::Value::Table(_) => format!("[{k}]"),
+                _ => format!("`{k}`"),
+            })
+            .collect();
+        if !others.is_empty() {
+            return Err(invalid(format!(
+                "{REQUEST}: a tunnel add takes one [[tunnel]] section (with its [[tunnel.fdb]] \
+                 entries) and nothing else; the request also has {} (use route add, neigh add \
+                 or config apply for those)",
+                others.join(", ")
+            )));
+        }
+        let count = match sections.get("tunnel") {
+            Some(toml::Value::Array(a)) => a.len(),
+            _ => 0,
+        };
+        if count != 1 {
+            return Err(invalid(format!(
+                "{REQUEST}: expected exactly one [[tunnel]] section, the request has {count}"
+            )));
+        }
         // The new section is checked with the whole running configuration around it, so
-        // names, addresses and keys are checked against everything else.
+        // names, addresses and keys are checked against everything else. Errors in the
+        // request are reported at its own lines; errors the new section causes in the running
+        // configuration at the lines of `fpctl config show`.
         let mut text = self.running().to_toml();
         text.push('\n');
+        let shift = text.matches('\n').count();
         text.push_str(toml);
-        let cfg = config::parse_str(&text, "<tunnel add>")
-            .map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        // The request's section is the file's tunnel[n]: in the request it is tunnel[0].
+        let key = format!("tunnel[{}]", self.tunnels.configs().len());
+        let cfg = config::parse_str(&text, REQUEST).map_err(|mut errors| {
+            for e in &mut errors.0 {
+                if e.line > shift {
+                    e.line -= shift;
+                    if let Some(rest) = e.key.strip_prefix(&key) {
+                        e.key = format!("tunnel[0]{rest}");
+                    }
+                } else {
+                    e.file = "<running config>".into();
+                }
+            }
+            invalid(errors.to_string().trim_end().to_string())
+        })?;
         let old = self.tunnels.configs();
         let added: Vec<_> =
             cfg.tunnels.iter().filter(|t| !old.iter().any(|o| o.name == t.name)).collect();
@@ -684,6 +741,72 @@ nexthops = [{ via = "10.100.0.2" }]
         ok(&mut cp, &mut slow, &h, Request::ConfigApply { toml, source: None });
         let s = stats(&slow);
         assert_eq!((s[0].name.as_str(), s[0].tx_packets), ("vx1", 0), "{s:?}");
+    }
+
+    fn refused(cp: &mut ControlPlane, slow: &mut SlowPath, req: Request) -> String {
+        match cp.stage(req, slow) {
+            Staged::Reply(Reply::Error { message, .. }) => message,
+            Staged::Reply(r) => panic!("accepted: {r:?}"),
+            Staged::Read(_) => panic!("not a change"),
+        }
+    }
+
+    #[test]
+    fn tunnel_add_takes_one_tunnel_section_and_reports_lines_of_the_request() {
+        let (mut cp, h, mut slow) = setup();
+        let vx = "[[tunnel]]\nname = \"vx1\"\nkind = \"vxlan\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.3\"\nvni = 1\n";
+        let before = cp.running();
+        // Another section rides along: refused, not silently dropped.
+        let extra = [
+            (
+                "[[route]]\nprefix = \"10.201.0.0/24\"\nnexthops = [{ via = \"10.2.0.3\" }]\n",
+                "[[route]]",
+            ),
+            (
+                "[[neighbor]]\naddress = \"10.2.0.3\"\nmac = \"02:00:00:00:00:33\"\nport = \"b\"\n",
+                "[[neighbor]]",
+            ),
+            ("[dataplane]\nworkers = [1]\n", "[dataplane]"),
+        ];
+        for (section, name) in extra {
+            let m =
+                refused(&mut cp, &mut slow, Request::TunnelAdd { toml: format!("{vx}{section}") });
+            assert!(m.contains("one [[tunnel]] section") && m.contains(name), "{m}");
+        }
+        // A [[port]] that would make an otherwise foreign `local` valid.
+        let port = "[[port]]\nname = \"c\"\ndriver = \"memory\"\naddresses = [\"10.9.0.1/24\"]\n";
+        let m = refused(
+            &mut cp,
+            &mut slow,
+            Request::TunnelAdd { toml: format!("{port}{}", vx.replace("10.2.0.1", "10.9.0.1")) },
+        );
+        assert!(m.contains("[[port]]"), "{m}");
+        // Two tunnels, or none.
+        let two = format!("{vx}{}", vx.replace("vx1", "vx2").replace("vni = 1", "vni = 2"));
+        let m = refused(&mut cp, &mut slow, Request::TunnelAdd { toml: two });
+        assert!(m.contains("exactly one [[tunnel]]") && m.contains("has 2"), "{m}");
+        let m = refused(&mut cp, &mut slow, Request::TunnelAdd { toml: String::new() });
+        assert!(m.contains("exactly one [[tunnel]]") && m.contains("has 0"), "{m}");
+        // Errors are at the request's lines: vni on line 6, a syntax error on line 3.
+        let m = refused(
+            &mut cp,
+            &mut slow,
+            Request::TunnelAdd { toml: vx.replace("vni = 1", "vni = 99999999") },
+        );
+        assert!(m.starts_with("<tunnel add>:6:7: tunnel[0].vni:"), "{m}");
+        let m = refused(
+            &mut cp,
+            &mut slow,
+            Request::TunnelAdd { toml: vx.replace("kind = \"vxlan\"", "kind = vxlan") },
+        );
+        assert!(m.starts_with("<tunnel add>:3:"), "{m}");
+        // A clash with the running configuration: the request's line.
+        let m = refused(&mut cp, &mut slow, Request::TunnelAdd { toml: vx.replace("vx1", "vx0") });
+        assert!(m.starts_with("<tunnel add>:2:"), "{m}");
+        cp.commit(&mut slow, &h).unwrap();
+        assert_eq!(cp.running(), before, "a refused request changes nothing");
+        let m = ok(&mut cp, &mut slow, &h, Request::TunnelAdd { toml: vx.into() });
+        assert!(m.contains("tunnel vx1 added"), "{m}");
     }
 
     #[test]
