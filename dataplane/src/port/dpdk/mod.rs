@@ -25,9 +25,10 @@
 //! Per packet that is a stash pop or push (a pool pop or push at worst) and a few header stores,
 //! done a burst at a time through the C shim (one foreign call per burst and step): no
 //! allocation, lock or syscall. The ownership invariant (each frame owned by exactly one of the
-//! pool, a `PacketBuf`, the stash, or one mbuf) holds across every step; mbufs from elsewhere
-//! (another worker's frames looped back by a net_ring, a PMD that hands out its own buffers) are
-//! copied into a pool buffer and counted.
+//! pool, a `PacketBuf`, the stash, or one mbuf) holds across every step. Receive adopts a frame
+//! only from an mbuf of the queue's own two mempools, by its `buf_addr`; mbufs from elsewhere
+//! (another port's or worker's carriers looped back by a net_ring, a PMD that hands out its own
+//! buffers) are copied into a pool buffer, counted (`rx_foreign`, `rx_copied`) and freed.
 //!
 //! Receive and transmit use separate mempools so that an mbuf the device allocates for
 //! receiving always has the receive layout (`buf_addr = F + 128`): transmit carriers, whose
@@ -100,6 +101,9 @@ pub struct DpdkCounters {
     pub rx_no_buffer: AtomicU64,
     /// Received mbufs that were not this worker's frames and were copied (counted, not lost).
     pub rx_copied: AtomicU64,
+    /// Received mbufs not of the receiving queue's mempools (another port's or worker's, or a
+    /// PMD's own): copied (`rx_copied`) when a buffer is free, freed, never adopted.
+    pub rx_foreign: AtomicU64,
     /// Received packets in several segments (larger than a frame): dropped.
     pub rx_multi_segment: AtomicU64,
     /// Frames the transmit mempool had no carrier for (left to the caller, who drops them).
@@ -346,6 +350,19 @@ fn iova_pages(
         })
         .collect::<Result<Vec<u64>, String>>()?;
     Ok(IovaMap::Pages { page_shift: page.trailing_zeros(), iovas })
+}
+
+/// The frame a received mbuf's buffer is, and the packet's offset in it, when the receiving
+/// queue may take it over: `ours` (the mbuf is of the queue's own mempools), its `buf_addr` in
+/// the region, and its data inside that frame. `None`: copy the packet out instead.
+#[inline]
+fn adoptable(region: &FrameRegion, v: &sys::fp_mbuf_view, ours: bool) -> Option<(usize, usize)> {
+    if !ours {
+        return None;
+    }
+    let f = region.frame_of(v.buf_addr as usize)?;
+    let head = (v.data as usize).checked_sub(region.frame_addr(f))?;
+    (head + v.data_len as usize <= FRAME_SIZE).then_some((f, head))
 }
 
 /// Frames between a transmit and the next receive of the same worker: the frame a carrier gave
@@ -757,6 +774,7 @@ impl DeviceStatus {
         counters.extend([
             ("rx_no_buffer", c.rx_no_buffer.load(Ordering::Relaxed)),
             ("rx_copied", c.rx_copied.load(Ordering::Relaxed)),
+            ("rx_foreign", c.rx_foreign.load(Ordering::Relaxed)),
             ("rx_multi_segment", c.rx_multi_segment.load(Ordering::Relaxed)),
             ("tx_no_mbuf", c.tx_no_mbuf.load(Ordering::Relaxed)),
             ("tx_ring_full", c.tx_ring_full.load(Ordering::Relaxed)),
@@ -871,7 +889,7 @@ impl Port for DpdkPort {
         let mut rearm = 0;
         // Mbufs handed back as they came (no exchange): freed the generic way below.
         let mut plain = 0;
-        let (mut no_buf, mut copied, mut multi) = (0u64, 0u64, 0u64);
+        let (mut no_buf, mut copied, mut multi, mut foreign) = (0u64, 0u64, 0u64, 0u64);
         for i in 0..n {
             let v = self.views[i];
             if v.nb_segs != 1 || v.data_len as u32 != v.pkt_len {
@@ -880,13 +898,16 @@ impl Port for DpdkPort {
                 plain += 1;
                 continue;
             }
-            let data = v.data as usize;
             let len = v.data_len as usize;
-            let in_frame = self
-                .region
-                .frame_of(data)
-                .map(|f| (f, data - self.region.frame_addr(f)))
-                .filter(|&(_, head)| head + len <= FRAME_SIZE);
+            // Only an mbuf of this queue's own mempools carries one of this worker's frames as
+            // its buffer (`buf_addr`, where the frame's ownership is recorded; the data pointer
+            // alone says nothing about whose buffer it is). Any other mbuf (another port's or
+            // another worker's, a PMD's own) is copied and freed, never adopted.
+            let ours = v.pool == self.rx_pool || v.pool == self.tx_pool;
+            if !ours {
+                foreign += 1;
+            }
+            let in_frame = adoptable(&self.region, &v, ours);
             // The frame to re-arm the mbuf with: one a transmit left in the stash, else a
             // free buffer of the pool.
             let mut from_pool = None;
@@ -926,8 +947,9 @@ impl Port for DpdkPort {
                     got += 1;
                 }
                 _ => {
-                    // Not one of this worker's frames (or a pool that is not this port's):
-                    // copy it out (counted), leave the mbuf its own buffer.
+                    // Not one of this queue's mbufs over this worker's frames (or a pool that
+                    // is not this port's, or no spare frame): copy it out (counted), leave the
+                    // mbuf its own buffer and free it the generic way.
                     match from_pool.or_else(|| pool.alloc()) {
                         Some(mut b) => {
                             // SAFETY: the device handed over `len` readable bytes at `data`.
@@ -964,6 +986,7 @@ impl Port for DpdkPort {
         DpdkCounters::add(&c.rx_no_buffer, no_buf);
         DpdkCounters::add(&c.rx_copied, copied);
         DpdkCounters::add(&c.rx_multi_segment, multi);
+        DpdkCounters::add(&c.rx_foreign, foreign);
         got
     }
 
@@ -1073,6 +1096,7 @@ impl Port for DpdkPort {
 
 #[cfg(test)]
 mod tests {
+    use super::frames::{IovaMap, RX_BUF_OFFSET};
     use super::*;
     use ferroplane_hugepages::Policy;
 
@@ -1114,4 +1138,32 @@ mod tests {
     }
 
     const HUGE: usize = ferroplane_hugepages::HUGE_PAGE_SIZE;
+
+    #[test]
+    fn receive_adopts_only_its_own_mbufs_by_their_buffer() {
+        let mut pool = Pool::new(16, Policy::SmallOnly).unwrap();
+        let r = FrameRegion::of(&mut pool, |_, _| Ok(IovaMap::Va)).unwrap();
+        let f3 = r.frame_addr(3);
+        let view = |buf: usize, data: usize, len: u16| sys::fp_mbuf_view {
+            data: data as *mut u8,
+            buf_addr: buf as *mut u8,
+            pkt_len: len as u32,
+            data_len: len,
+            nb_segs: 1,
+            ..Default::default()
+        };
+        // Receive layout and a transmit carrier's (buf_addr at the frame, any head).
+        let rx = view(f3 + RX_BUF_OFFSET, f3 + FRAME_SIZE - 1792, 1792);
+        assert_eq!(adoptable(&r, &rx, true), Some((3, FRAME_SIZE - 1792)));
+        assert_eq!(adoptable(&r, &view(f3, f3 + 58, 100), true), Some((3, 58)));
+        // The very same buffer in an mbuf of another mempool is never taken over.
+        assert_eq!(adoptable(&r, &rx, false), None);
+        // The buffer, not the data pointer, names the frame: a buffer outside the region whose
+        // data pointer points into it is not one of the region's frames.
+        let outside = r.base() + r.len() + 4096;
+        assert_eq!(adoptable(&r, &view(outside, f3 + 256, 60), true), None);
+        assert_eq!(adoptable(&r, &view(r.base().wrapping_sub(64), r.base() + 64, 60), true), None);
+        // Data running past the end of the buffer's frame.
+        assert_eq!(adoptable(&r, &view(f3, f3 + 2000, 100), true), None);
+    }
 }
