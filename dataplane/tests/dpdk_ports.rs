@@ -37,6 +37,7 @@ fn eal() {
         let devices = vec![
             "net_ring0".to_string(),
             "net_ring1".to_string(),
+            "net_ring2".to_string(),
             format!(
                 "net_pcap0,rx_pcap={},tx_pcap={}",
                 dir.join("in.pcap").display(),
@@ -239,4 +240,46 @@ fn empty_pools_and_full_rings_are_counted_never_fatal() {
     // Each accepted frame went to the device and its carrier's old frame came back (stash or
     // pool); the refused ones are still in `hoard`: nothing is lost.
     assert_eq!(pool.available() + port.stashed_frames() + hoard.len(), total);
+}
+
+#[test]
+fn transmit_refuses_another_pool_and_counts_each_frame() {
+    eal();
+    let c = cfg("ring2", "net_ring2", 1);
+    let mut pools = pools(2, 2048);
+    let (mut ports, status) = start(&c, &mut pools[..1]);
+    let [mine, other] = &mut pools[..] else { unreachable!() };
+    let port = &mut ports[0];
+    let (home, other_home) = (mine.available(), other.available());
+    let fill = |pool: &mut Pool, n: usize| -> Vec<PacketBuf> {
+        (0..n)
+            .map(|i| {
+                let mut b = pool.alloc().unwrap();
+                b.fill_from(&frame(7, i, 70)).unwrap();
+                b
+            })
+            .collect()
+    };
+    // The queue's own frames, but the carriers' old frames would go to another pool: refused.
+    let mut burst = fill(mine, 10);
+    assert_eq!(port.tx_burst(other, &mut burst), 0);
+    assert_eq!(burst.len(), 10);
+    assert_eq!(counter(&status, "tx_foreign"), 10);
+    // A frame of another pool third in the burst: the two before it go, the 8 from it on stay.
+    burst.insert(2, other.alloc().unwrap());
+    let last = burst.pop().unwrap();
+    mine.free(last);
+    assert_eq!(port.tx_burst(mine, &mut burst), 2);
+    assert_eq!(burst.len(), 8);
+    assert_eq!(counter(&status, "tx_foreign"), 18);
+    let got = receive(port, mine, 2);
+    assert_eq!(got.len(), 2);
+    // Every frame is accounted for: nothing of either pool was lost or moved across.
+    let foreign = burst.remove(0);
+    other.free(foreign);
+    assert_eq!(other.available(), other_home);
+    for b in burst.into_iter().chain(got) {
+        mine.free(b);
+    }
+    assert_eq!(mine.available() + port.stashed_frames(), home);
 }

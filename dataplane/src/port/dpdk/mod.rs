@@ -110,7 +110,9 @@ pub struct DpdkCounters {
     pub tx_no_mbuf: AtomicU64,
     /// Frames the device's transmit ring refused (left to the caller, who drops them).
     pub tx_ring_full: AtomicU64,
-    /// Transmit bursts refused from a buffer that was not of this worker's pool on.
+    /// Frames refused by transmit (left to the caller, who drops them) because the pool handed
+    /// in was not the queue's, or because they or a frame before them in the burst were not of
+    /// the queue's pool.
     pub tx_foreign: AtomicU64,
     /// Link state changes seen (down or up), from [`DeviceStatus::poll_link`].
     pub link_changes: AtomicU64,
@@ -991,12 +993,18 @@ impl Port for DpdkPort {
     }
 
     fn tx_burst(&mut self, pool: &mut Pool, pkts: &mut Vec<PacketBuf>) -> usize {
-        // Only this worker's frames can be handed to the device; a buffer of another pool
-        // (never in the daemon) is refused with everything after it, and counted.
-        let owned = pkts.iter().take(BURST).take_while(|b| self.region.owns(b)).count();
-        if owned < pkts.len().min(BURST) {
-            DpdkCounters::add(&self.counters.tx_foreign, 1);
+        let offered = pkts.len().min(BURST);
+        // The carriers' previous frames go to `pool` below: it must be the pool this queue's
+        // frames are of (never otherwise in the daemon). Checked once per burst; a foreign pool
+        // has the whole burst refused, counted per packet.
+        if pool.base() as usize != self.region.base() {
+            DpdkCounters::add(&self.counters.tx_foreign, offered as u64);
+            return 0;
         }
+        // Only this worker's frames can be handed to the device; a buffer of another pool
+        // (never in the daemon) is refused with everything after it, counted per packet.
+        let owned = pkts.iter().take(BURST).take_while(|b| self.region.owns(b)).count();
+        DpdkCounters::add(&self.counters.tx_foreign, (offered - owned) as u64);
         let mut n = owned;
         if n == 0 {
             return 0;
