@@ -185,7 +185,8 @@ pub fn start(
             queues.clone(),
         )
         .with_id(w as u8)
-        .with_observers(trace.clone(), capture.clone());
+        .with_observers(trace.clone(), capture.clone())
+        .with_tunnel_counters(tunnel_counters);
         counters.push(worker.counters());
         all_queues.push(queues);
         let stop = stop.clone();

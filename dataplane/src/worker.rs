@@ -16,6 +16,7 @@ use ferroplane_pipeline::slowpath::Output;
 use ferroplane_pipeline::stage::{Context, Pipeline, BURST};
 use ferroplane_pipeline::tables::TableHandle;
 use ferroplane_pipeline::verdict::{DropReason, PuntReason, Verdict};
+use ferroplane_tunnels::TunnelCounters;
 
 use crate::capture::{Capture, Direction};
 use crate::port::Port;
@@ -90,6 +91,9 @@ pub struct Worker<P: Port> {
     id: u8,
     trace: Option<Arc<Trace>>,
     capture: Option<Arc<Capture>>,
+    /// The per-tunnel counters the pipeline's encap stage counts into: what the slow path
+    /// sends into a tunnel counts there too.
+    tunnel_counters: Option<Arc<TunnelCounters>>,
     now_ns: u64,
 }
 
@@ -116,6 +120,7 @@ impl<P: Port> Worker<P> {
             id: 0,
             trace: None,
             capture: None,
+            tunnel_counters: None,
             now_ns: 0,
         }
     }
@@ -124,6 +129,13 @@ impl<P: Port> Worker<P> {
     pub fn with_observers(mut self, trace: Arc<Trace>, capture: Arc<Capture>) -> Self {
         self.trace = Some(trace);
         self.capture = Some(capture);
+        self
+    }
+
+    /// Counts what the slow path sends into a tunnel (overlay ARP/ND, echo replies, released
+    /// packets) as the tunnel's tx, into the counters its pipeline's encap stage counts into.
+    pub fn with_tunnel_counters(mut self, counters: Arc<TunnelCounters>) -> Self {
+        self.tunnel_counters = Some(counters);
         self
     }
 
@@ -340,7 +352,16 @@ impl<P: Port> Worker<P> {
         }
         let verdict = {
             let tables = self.tables.load();
-            ferroplane_tunnels::encap::output(&tables, &mut b, port)
+            let bytes = b.len();
+            let v = ferroplane_tunnels::encap::output(&tables, &mut b, port);
+            // Counted as the encap stage counts: the inner frame, once it is on its way.
+            if let (Verdict::Forward(_), Some(c)) = (v, &self.tunnel_counters) {
+                if let Some(c) = c.of(&tables, port) {
+                    c.tx_packets.inc();
+                    c.tx_bytes.add(bytes as u64);
+                }
+            }
+            v
         };
         // `output` ends on a port or decides otherwise; a tunnel id here would be a bug, which
         // enqueue_tx counts as no_tx_port.
@@ -379,5 +400,77 @@ impl<P: Port> Worker<P> {
     pub fn service_replies(&mut self) {
         self.apply_replies();
         self.flush_tx();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::memory::MemoryPort;
+    use ferroplane_pipeline::flow::addr_from_ip;
+    use ferroplane_pipeline::slowpath::frames::Frame;
+    use ferroplane_pipeline::tables::{PortInfo, TablesBuilder};
+    use ferroplane_pipeline::tunnel::{Tunnel, TunnelKind};
+
+    /// What the slow path sends out of a tunnel interface (an ARP reply on the overlay, an echo
+    /// reply, a released packet) counts as the tunnel's tx, as the encap stage counts routed
+    /// packets: one packet, the inner frame's bytes.
+    #[test]
+    fn slow_path_output_into_a_tunnel_counts_as_its_tx() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut b = TablesBuilder::new(1);
+        b.port(PortInfo {
+            name: "u".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+            addresses: vec![(ip("10.2.0.1"), 24)],
+        });
+        let vx = b.tunnel(
+            PortInfo {
+                name: "vx0".into(),
+                mac: [2, 0, 0, 0, 9, 1],
+                mtu: 1450,
+                addresses: vec![(ip("10.100.0.1"), 24)],
+            },
+            Tunnel {
+                name: "vx0".into(),
+                kind: TunnelKind::Vxlan,
+                iface: 0,
+                local: addr_from_ip(ip("10.2.0.1")),
+                remote: Some(addr_from_ip(ip("10.2.0.2"))),
+                vni: 100,
+                dst_port: 4789,
+                ttl: 64,
+                udp_checksum6: true,
+                options: vec![],
+            },
+        );
+        b.neighbour(0, ip("10.2.0.2"), [2, 0, 0, 0, 0, 2]);
+        let tables = Arc::new(TableHandle::new(b.build().unwrap()));
+        let queues = Arc::new(Queues::new(16));
+        let counters = Arc::new(TunnelCounters::default());
+        let pool = Pool::new(64, ferroplane_hugepages::Policy::PreferHuge).unwrap();
+        let mut w = Worker::new(
+            pool,
+            vec![MemoryPort::new("u", 16)],
+            vec![0],
+            Pipeline::new(Vec::new()),
+            tables.clone(),
+            queues.clone(),
+        )
+        .with_tunnel_counters(counters.clone());
+        // An ARP reply of 42 bytes and a 98-byte echo reply, both out of vx0.
+        for len in [42, 98] {
+            let mut f = vec![0u8; len];
+            f[12..14].copy_from_slice(&[0x08, 0x06]);
+            let frame = Frame::from_slice(&f).unwrap();
+            let output = Output::Emit { port: vx, frame };
+            queues.reply.push(Reply { output, stamp_ns: 0 }).unwrap();
+        }
+        w.service_replies();
+        assert_eq!(w.ports()[0].tx_pending(), 2, "both left encapsulated on the underlay");
+        let c = counters.of(&tables.load(), vx).unwrap();
+        assert_eq!((c.tx_packets.get(), c.tx_bytes.get()), (2, 42 + 98));
+        assert_eq!((c.rx_packets.get(), c.rx_bytes.get()), (0, 0));
     }
 }
