@@ -38,6 +38,8 @@ fn eal() {
             "net_ring0".to_string(),
             "net_ring1".to_string(),
             "net_ring2".to_string(),
+            "net_ring3".to_string(),
+            "net_null0".to_string(),
             format!(
                 "net_pcap0,rx_pcap={},tx_pcap={}",
                 dir.join("in.pcap").display(),
@@ -282,4 +284,25 @@ fn transmit_refuses_another_pool_and_counts_each_frame() {
         mine.free(b);
     }
     assert_eq!(mine.available() + port.stashed_frames(), home);
+}
+
+#[test]
+fn the_mac_reported_is_the_one_the_device_has() {
+    eal();
+    let want = [0x02, 0xfe, 0x00, 0x00, 0x00, 0x42];
+    // net_null takes a MAC.
+    let mut c = cfg("null", "net_null0", 1);
+    c.mac = Some(want);
+    let dev = probe(&c).unwrap();
+    assert_eq!(dev.mac(), want);
+    assert!(!dev.promiscuous());
+    // net_ring cannot: the port reports the device's own MAC (what neighbours must resolve to)
+    // and receives promiscuously, so frames to the configured MAC are not filtered.
+    let own = probe(&cfg("ring3", "net_ring3", 1)).unwrap().mac();
+    let mut c = cfg("ring3", "net_ring3", 1);
+    c.mac = Some(want);
+    let dev = probe(&c).unwrap();
+    assert_ne!(own, want);
+    assert_eq!(dev.mac(), own);
+    assert!(dev.promiscuous());
 }

@@ -161,6 +161,8 @@ pub struct DpdkDevice {
     driver: String,
     bus: String,
     mac: [u8; 6],
+    /// Promiscuous because the configured MAC could not be set.
+    promiscuous: bool,
     counters: Arc<DpdkCounters>,
 }
 
@@ -228,15 +230,29 @@ pub fn probe(cfg: &DpdkConfig) -> Result<DpdkDevice, String> {
             if driver.contains("af_packet") { "; net_af_packet takes qpairs=N" } else { "" }
         ));
     }
+    let mut promiscuous = false;
     if let Some(mac) = cfg.mac {
         let mut a = sys::rte_ether_addr { addr_bytes: mac };
         // SAFETY: valid port id and address.
         let r = unsafe { sys::rte_eth_dev_default_mac_addr_set(port_id, &mut a) };
         if r != 0 {
+            // The device keeps its own MAC (reported below, so neighbours resolve to it); frames
+            // sent to the configured one must not be filtered out by the device either.
+            // SAFETY: valid port id.
+            let p = unsafe { sys::rte_eth_promiscuous_enable(port_id) };
+            promiscuous = p == 0;
             tracing::warn!(
                 port = cfg.name,
-                "cannot set the MAC on `{devname}`: {}; frames to it may be filtered",
-                eal::strerror(-r)
+                "cannot set the MAC {} on `{devname}`: {}; the port keeps the device's MAC{}",
+                fmt_mac(&mac),
+                eal::strerror(-r),
+                if promiscuous {
+                    " and receives in promiscuous mode (frames to the configured MAC still \
+                     arrive)"
+                } else {
+                    ", and promiscuous mode failed too: frames to the configured MAC are \
+                     filtered"
+                }
             );
         }
     }
@@ -251,9 +267,14 @@ pub fn probe(cfg: &DpdkConfig) -> Result<DpdkDevice, String> {
         port_id,
         driver,
         bus,
-        mac: cfg.mac.unwrap_or(a.addr_bytes),
+        mac: a.addr_bytes,
+        promiscuous,
         counters: Arc::new(DpdkCounters::default()),
     })
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
 }
 
 /// Registers `region` with EAL and maps it for DMA by `dev` (PCI devices only), once per region.
@@ -512,9 +533,16 @@ impl DpdkDevice {
         self.port_id
     }
 
-    /// The device's MAC (the file's `mac` if it set one).
+    /// The device's MAC as read back from it: the file's `mac` if the device took it, else
+    /// the device's own (then [`DpdkDevice::promiscuous`] says whether frames to the configured
+    /// one still arrive).
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// Whether the device was put in promiscuous mode because it refused the configured MAC.
+    pub fn promiscuous(&self) -> bool {
+        self.promiscuous
     }
 
     /// The PMD's name (`net_af_packet`, `net_memif`, ...).
