@@ -147,6 +147,7 @@ fn ring_queues_loop_frames_back_zero_copy_each_in_its_own_worker_pool() {
     assert!(r.link.starts_with("up"), "{r:?}");
     assert_eq!(counter(&status, "opackets"), 2 * 200 * 64);
     assert_eq!(counter(&status, "rx_copied"), 0);
+    assert_eq!(counter(&status, "rx_too_big") + counter(&status, "rx_foreign"), 0);
 }
 
 #[test]

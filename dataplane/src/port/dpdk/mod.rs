@@ -106,6 +106,9 @@ pub struct DpdkCounters {
     pub rx_foreign: AtomicU64,
     /// Received packets in several segments (larger than a frame): dropped.
     pub rx_multi_segment: AtomicU64,
+    /// Received packets in one segment that had to be copied (see `rx_foreign`) but are longer
+    /// than a pool frame holds after its headroom: dropped.
+    pub rx_too_big: AtomicU64,
     /// Frames the transmit mempool had no carrier for (left to the caller, who drops them).
     pub tx_no_mbuf: AtomicU64,
     /// Frames the device's transmit ring refused (left to the caller, who drops them).
@@ -729,7 +732,8 @@ pub struct DeviceStatus {
 /// A device's link and counters, for `fpctl port show`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceReport {
-    /// `up 10 Gbps full-duplex`, `down`, or `closed`.
+    /// `up 10 Gbps full-duplex`, `down`, `unknown` (the device could not tell; its counters
+    /// are still there), or `closed`.
     pub link: String,
     /// DPDK's counters (rte_eth_stats) and ferroplane's own, by name.
     pub counters: Vec<(String, u64)>,
@@ -767,21 +771,13 @@ impl DeviceStatus {
     /// The link and every counter.
     pub fn report(&self) -> DeviceReport {
         // Held to the end: the device cannot close while its counters are read.
-        let open = self.open.upgrade();
-        let Some(l) = open.as_ref().and_then(|o| self.link(o)) else {
+        let Some(open) = self.open.upgrade() else {
             return DeviceReport { link: "closed".into(), counters: Vec::new() };
         };
-        let link = if l.link_status() == 0 {
-            "down".to_string()
-        } else {
-            let speed = match l.link_speed {
-                0 => "unknown speed".to_string(),
-                u32::MAX => "unknown speed".to_string(),
-                s if s >= 1000 => format!("{} Gbps", s / 1000),
-                s => format!("{s} Mbps"),
-            };
-            let duplex = if l.link_duplex() == 1 { "full-duplex" } else { "half-duplex" };
-            format!("up {speed} {duplex}")
+        // The device is open: a link it cannot tell is `unknown`, and the counters still count.
+        let link = match self.link(&open) {
+            None => "unknown".to_string(),
+            Some(l) => link_text(&l),
         };
         // SAFETY: rte_eth_stats is plain data.
         let mut s: sys::rte_eth_stats = unsafe { std::mem::zeroed() };
@@ -806,6 +802,7 @@ impl DeviceStatus {
             ("rx_copied", c.rx_copied.load(Ordering::Relaxed)),
             ("rx_foreign", c.rx_foreign.load(Ordering::Relaxed)),
             ("rx_multi_segment", c.rx_multi_segment.load(Ordering::Relaxed)),
+            ("rx_too_big", c.rx_too_big.load(Ordering::Relaxed)),
             ("tx_no_mbuf", c.tx_no_mbuf.load(Ordering::Relaxed)),
             ("tx_ring_full", c.tx_ring_full.load(Ordering::Relaxed)),
             ("tx_foreign", c.tx_foreign.load(Ordering::Relaxed)),
@@ -816,6 +813,20 @@ impl DeviceStatus {
             counters: counters.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         }
     }
+}
+
+/// `down`, or `up 10 Gbps full-duplex`.
+fn link_text(l: &sys::rte_eth_link) -> String {
+    if l.link_status() == 0 {
+        return "down".to_string();
+    }
+    let speed = match l.link_speed {
+        0 | u32::MAX => "unknown speed".to_string(),
+        s if s >= 1000 => format!("{} Gbps", s / 1000),
+        s => format!("{s} Mbps"),
+    };
+    let duplex = if l.link_duplex() == 1 { "full-duplex" } else { "half-duplex" };
+    format!("up {speed} {duplex}")
 }
 
 /// One queue of a DPDK device, owned by one worker and used with that worker's pool only.
@@ -919,7 +930,7 @@ impl Port for DpdkPort {
         let mut rearm = 0;
         // Mbufs handed back as they came (no exchange): freed the generic way below.
         let mut plain = 0;
-        let (mut no_buf, mut copied, mut multi, mut foreign) = (0u64, 0u64, 0u64, 0u64);
+        let (mut no_buf, mut copied, mut multi, mut foreign, mut too_big) = (0, 0, 0, 0, 0);
         for i in 0..n {
             let v = self.views[i];
             if v.nb_segs != 1 || v.data_len as u32 != v.pkt_len {
@@ -990,8 +1001,9 @@ impl Port for DpdkPort {
                                 got += 1;
                                 copied += 1;
                             } else {
+                                // Longer than a frame holds after its headroom: dropped.
                                 pool.free(b);
-                                multi += 1;
+                                too_big += 1;
                             }
                         }
                         None => no_buf += 1,
@@ -1017,6 +1029,7 @@ impl Port for DpdkPort {
         DpdkCounters::add(&c.rx_copied, copied);
         DpdkCounters::add(&c.rx_multi_segment, multi);
         DpdkCounters::add(&c.rx_foreign, foreign);
+        DpdkCounters::add(&c.rx_too_big, too_big);
         got
     }
 
