@@ -303,6 +303,10 @@ struct Template {
     kind: TunnelKind,
     v6: bool,
     udp_checksum6: bool,
+    /// The UDP destination port (VXLAN and Geneve), kept here so `apply` builds the first UDP
+    /// word in a register instead of reading it back from the bytes it has just copied (a
+    /// load from narrower stores in flight stalls on store forwarding).
+    dst_port: u16,
     len: usize,
     hdr: [u8; TEMPLATE_MAX],
     /// IPv4: the one's-complement sum of the header words that never change (all but the first
@@ -352,6 +356,7 @@ impl Template {
             kind: tunnel.kind,
             v6,
             udp_checksum6: tunnel.udp_checksum6,
+            dst_port: tunnel.dst_port,
             len,
             hdr,
             rest,
@@ -397,8 +402,7 @@ impl Template {
         }
         if self.kind != TunnelKind::Ipip {
             let at = ETH_LEN + ip_len;
-            let w = ((source_port(hash) as u32) << 16)
-                | u16::from_be_bytes([out[at + 2], out[at + 3]]) as u32;
+            let w = ((source_port(hash) as u32) << 16) | self.dst_port as u32;
             out[at..at + 4].copy_from_slice(&w.to_be_bytes());
             out[at + 4..at + 6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
             if self.v6 && self.udp_checksum6 {
@@ -496,12 +500,17 @@ impl PacketStage for EncapStage {
                 TunnelKind::Geneve => ETH_LEN + ip + 16 + tunnel.options.len(),
             };
             // Underlay ECMP picks a path per flow: a template would pin the burst to the
-            // first packet's, so only a remote with a single path gets one.
-            let one_path = t
-                .route(&r)
+            // first packet's, so only a remote with a single path gets one. The route is the
+            // one output_cached has just looked up for `r` (a single-level encapsulation, so
+            // the cache holds `r` itself; otherwise it looks it up again).
+            let (_, group) = self.cache.remote(t, &r);
+            let one_path = group
                 .and_then(|g| t.groups.get(g as usize))
                 .is_some_and(|g| g.members().nth(1).is_none());
-            if added == single as isize && one_path && !t.tunnels.is_tunnel(out) {
+            // output_cached forwards only out of a port: its loop ends when `by_iface` finds
+            // no tunnel, so `out` is never a tunnel interface here.
+            debug_assert!(!t.tunnels.is_tunnel(out));
+            if added == single as isize && one_path {
                 self.template = Template::capture(p, tunnel, r, inner_type).map(|mut tpl| {
                     tpl.mtu = t.port(out).map_or(0, |o| o.mtu);
                     tpl
