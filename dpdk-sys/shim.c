@@ -11,19 +11,9 @@ int fp_errno(void)
 	return rte_errno;
 }
 
-uint16_t fp_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
-{
-	return rte_eth_rx_burst(port, queue, pkts, n);
-}
-
 uint16_t fp_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
 {
 	return rte_eth_tx_burst(port, queue, pkts, n);
-}
-
-int fp_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsigned int n)
-{
-	return rte_pktmbuf_alloc_bulk(mp, pkts, n);
 }
 
 static inline void views_burst(struct rte_mbuf *const *pkts, uint16_t n,
@@ -40,11 +30,6 @@ static inline void views_burst(struct rte_mbuf *const *pkts, uint16_t n,
 	}
 }
 
-void fp_mbuf_views(struct rte_mbuf *const *pkts, uint16_t n, struct fp_mbuf_view *views)
-{
-	views_burst(pkts, n, views);
-}
-
 uint16_t fp_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n,
 			   struct fp_mbuf_view *views)
 {
@@ -53,7 +38,8 @@ uint16_t fp_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts
 	return got;
 }
 
-/* Inlined into the burst functions below (and exported as fp_mbuf_attach). */
+/* Points mbuf i at attach[i]'s buffer: buf_addr, iova, buf_len, data_off, data_len = pkt_len,
+ * one segment. The caller owns the mbufs (refcnt 1) and the buffers. */
 static inline void attach_burst(struct rte_mbuf *const *pkts, uint16_t n,
 				const struct fp_mbuf_attach *attach)
 {
@@ -69,11 +55,6 @@ static inline void attach_burst(struct rte_mbuf *const *pkts, uint16_t n,
 		m->nb_segs = 1;
 		m->next = NULL;
 	}
-}
-
-void fp_mbuf_attach(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach)
-{
-	attach_burst(pkts, n, attach);
 }
 
 int fp_tx_carriers(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,

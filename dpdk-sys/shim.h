@@ -38,31 +38,21 @@ struct fp_mbuf_attach {
 /* rte_errno of the calling thread. */
 int fp_errno(void);
 
-uint16_t fp_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t fp_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
-
-/* rte_pktmbuf_alloc_bulk: all n or none (returns 0 on success). */
-int fp_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsigned int n);
 
 /* rte_eth_rx_burst, then the received mbufs described into views (one call per burst). */
 uint16_t fp_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n,
 			   struct fp_mbuf_view *views);
 
-/* Describes n mbufs into views[0..n). */
-void fp_mbuf_views(struct rte_mbuf *const *pkts, uint16_t n, struct fp_mbuf_view *views);
-
-/* Points mbuf i at attach[i]'s buffer: buf_addr, iova, buf_len, data_off, data_len = pkt_len,
- * one segment. The caller owns the mbufs (refcnt 1) and the buffers. */
-void fp_mbuf_attach(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach);
-
 /* Transmit carriers in one call: allocates n mbufs from mp (all or none: returns -1 and
  * allocates nothing when the mempool has fewer), records each one's current buffer address in
- * old[i] and points it at attach[i] (as fp_mbuf_attach). */
+ * old[i] and points it at attach[i]: buf_addr, iova, buf_len, data_off, data_len = pkt_len,
+ * one segment. */
 int fp_tx_carriers(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
 		   const struct fp_mbuf_attach *attach, uint8_t **old);
 
 /* Re-arms n mbufs of ferroplane's pinned-extbuf mempools with attach[i]'s buffers (as
- * fp_mbuf_attach) and puts them straight back into their mempools: the caller owns them
+ * fp_tx_carriers) and puts them straight back into their mempools: the caller owns them
  * (refcnt 1, one segment), so the generic free path's checks are not needed. */
 void fp_mbuf_rearm_put(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach);
 

@@ -300,9 +300,21 @@ fn memif_test(tag: &str, queues: u16) {
         assert!(t0.elapsed() < Duration::from_secs(10), "link down not seen: {mif:?}\n{}", log());
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Forwarding towards the dead link is counted, not fatal: A still answers.
+    // Forwarding towards the dead link is counted, not fatal: A still answers. The memif
+    // refuses every frame while it has no peer; A counts each refused frame.
+    let refused = |s: &std::path::Path| {
+        port_show(s).into_iter().find(|p| p.name == "mif").unwrap().device_counters["tx_ring_full"]
+    };
+    let refused_before = refused(&ra.socket);
     let out = sh(&topo.h1, &["ping", "-c", "2", "-i", "0.2", "-W", "1", addr::H2_V4]);
     assert!(out.contains("100% packet loss"), "{out}");
+    let refused_after = refused(&ra.socket);
+    assert!(
+        refused_after >= refused_before + 2,
+        "2 echo requests towards the dead memif, tx_ring_full {refused_before} -> \
+         {refused_after}\n{}",
+        log()
+    );
     ping_ok(&topo.h1, addr::R_LEFT_V4, false, "64", &log);
     assert!(ra.log_text().contains("link down"), "{}", ra.log_text());
     let st = ra.stop().expect("exit status");
