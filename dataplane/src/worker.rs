@@ -336,6 +336,9 @@ impl<P: Port> Worker<P> {
                         continue;
                     }
                     b.meta.timestamp_ns = r.stamp_ns;
+                    // A frame never received into has no owner yet; if tunnel output punts it
+                    // (underlay neighbour unresolved), the slow path returns it by this.
+                    b.meta.worker = self.id;
                     self.output(port, b);
                 }
                 Output::Free(b) => self.pool.free(b),
