@@ -44,13 +44,7 @@ impl PacketBuf {
     /// Wraps a frame. `frame.len()` must fit in `u16` (frames are at most 64 KiB).
     pub fn new(frame: &'static mut [u8], index: u32) -> PacketBuf {
         assert!(frame.len() <= u16::MAX as usize && frame.len() > HEADROOM);
-        PacketBuf {
-            frame,
-            head: HEADROOM as u16,
-            tail: HEADROOM as u16,
-            index,
-            meta: Meta::default(),
-        }
+        PacketBuf { frame, head: HEADROOM as u16, tail: HEADROOM as u16, index, meta: Meta::EMPTY }
     }
 
     /// Resets the window to empty at the standard headroom and clears the metadata, except
@@ -59,7 +53,7 @@ impl PacketBuf {
     pub fn reset(&mut self) {
         self.head = HEADROOM as u16;
         self.tail = HEADROOM as u16;
-        self.meta = Meta { worker: self.meta.worker, ..Meta::default() };
+        self.meta = Meta { worker: self.meta.worker, ..Meta::EMPTY };
     }
 
     pub fn index(&self) -> u32 {
