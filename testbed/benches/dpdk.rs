@@ -363,9 +363,18 @@ fn main() {
     let devices = [left.clone(), right.clone()];
     let mut memif_results: Vec<(&str, Vec<Sample>)> =
         vec![("ferroplane L3", vec![]), ("testpmd io", vec![]), ("testpmd macswap", vec![])];
+    // A memif server refuses a socket path that exists: a forwarder stopped by a signal can
+    // leave its socket files behind, so each run starts without them.
+    let fresh = || {
+        let _ = std::fs::remove_file(sock("l"));
+        let _ = std::fs::remove_file(sock("r"));
+    };
     for run in 0..runs {
+        fresh();
         let f = ferroplane_run(&dir, &left, &right, &generator);
+        fresh();
         let io = testpmd_run(&dir, "io", &devices, &generator);
+        fresh();
         let ms = testpmd_run(&dir, "macswap", &devices, &generator);
         println!(
             "memif run {run}: ferroplane {:.3}  testpmd io {:.3}  macswap {:.3} Mpps",
