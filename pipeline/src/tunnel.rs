@@ -114,8 +114,14 @@ pub struct TunnelTable {
     decap: Map<DecapKey, u16>,
     /// UDP ports some tunnel listens on, with the header format behind them (a handful: scanned).
     udp_ports: Vec<(u16, TunnelKind)>,
+    /// The first [`LISTENER_SLOTS`] of `udp_ports`' ports, padded with the first one, for
+    /// [`TunnelTable::udp_listener_slots`].
+    udp_slots: [u16; LISTENER_SLOTS],
     ipip: bool,
 }
+
+/// Listening UDP ports the decap stage compares every packet against without a loop.
+pub const LISTENER_SLOTS: usize = 4;
 
 /// Why a tunnel could not be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +193,10 @@ impl TunnelTable {
             match self.udp_ports.iter().find(|(p, _)| *p == t.dst_port) {
                 Some((_, k)) if *k != t.kind => return Err(TunnelError::PortConflict(t.dst_port)),
                 Some(_) => {}
-                None => self.udp_ports.push((t.dst_port, t.kind)),
+                None => {
+                    self.udp_ports.push((t.dst_port, t.kind));
+                    self.fill_udp_slots();
+                }
             }
         } else {
             self.ipip = true;
@@ -201,12 +210,20 @@ impl TunnelTable {
         Ok(())
     }
 
+    fn fill_udp_slots(&mut self) {
+        let first = self.udp_ports.first().map_or(0, |&(p, _)| p);
+        for (i, s) in self.udp_slots.iter_mut().enumerate() {
+            *s = self.udp_ports.get(i).map_or(first, |&(p, _)| p);
+        }
+    }
+
     /// Removes the tunnel at interface `iface`; its slot stays free for the next one.
     pub fn remove(&mut self, iface: PortId) -> Option<Tunnel> {
         let slot = iface.checked_sub(self.first_iface)? as usize;
         let t = self.tunnels.get_mut(slot)?.take()?;
         self.decap.remove(&Self::key_of(&t));
         self.udp_ports.retain(|(p, _)| self.tunnels.iter().flatten().any(|o| o.dst_port == *p));
+        self.fill_udp_slots();
         self.ipip = self.tunnels.iter().flatten().any(|o| o.kind == TunnelKind::Ipip);
         while self.tunnels.last().is_some_and(Option::is_none) {
             self.tunnels.pop();
@@ -239,6 +256,15 @@ impl TunnelTable {
     #[inline]
     pub fn udp_listener(&self, port: u16) -> Option<TunnelKind> {
         self.udp_ports.iter().find(|(p, _)| *p == port).map(|&(_, k)| k)
+    }
+
+    /// The listening UDP ports as a fixed array (unused slots repeat a listening port, or hold 0
+    /// when there is none), so that the decap stage can tell a packet for none of them with four
+    /// compares and no loop; `None` when more ports listen than the array holds (then
+    /// [`TunnelTable::udp_listener`] must be asked).
+    #[inline]
+    pub fn udp_listener_slots(&self) -> Option<[u16; LISTENER_SLOTS]> {
+        (self.udp_ports.len() <= LISTENER_SLOTS).then_some(self.udp_slots)
     }
 
     /// Whether any IP-in-IP tunnel exists.
@@ -292,6 +318,35 @@ mod tests {
             udp_checksum6: true,
             options: Vec::new(),
         }
+    }
+
+    /// The decap stage's fixed listener array says exactly which ports listen, or that there
+    /// are too many for it; it follows additions and removals.
+    #[test]
+    fn listener_slots_follow_the_listening_ports() {
+        let mut t = TunnelTable::new(1);
+        assert_eq!(t.udp_listener_slots(), Some([0; LISTENER_SLOTS]));
+        let mut ports = Vec::new();
+        for i in 0..=LISTENER_SLOTS as u16 {
+            let mut v = vx(&format!("v{i}"), 1 + i, 100 + i as u32, None);
+            v.dst_port = 4789 + i;
+            t.insert(v).unwrap();
+            ports.push(4789 + i);
+            match t.udp_listener_slots() {
+                Some(s) => {
+                    assert!(ports.len() <= LISTENER_SLOTS);
+                    assert!(s.iter().all(|p| ports.contains(p)));
+                    assert!(ports.iter().all(|p| s.contains(p)));
+                }
+                None => assert!(ports.len() > LISTENER_SLOTS),
+            }
+        }
+        assert_eq!(t.remove(1).unwrap().dst_port, 4789);
+        assert_eq!(t.udp_listener_slots(), Some([4790, 4791, 4792, 4793]));
+        for i in 2..=LISTENER_SLOTS as u16 {
+            t.remove(i);
+        }
+        assert_eq!(t.udp_listener_slots(), Some([4793; LISTENER_SLOTS]));
     }
 
     #[test]

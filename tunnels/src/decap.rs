@@ -3,12 +3,13 @@
 //!
 //! It runs right after the parse stage. A packet is a tunnel packet when its outer destination is
 //! one of our addresses and it arrives on a UDP port some VXLAN/Geneve tunnel listens on, or with
-//! protocol 4/41 while an IP-in-IP tunnel exists; everything else passes untouched (the stage
-//! costs one branch per burst while no tunnel is configured). The tunnel is found by its decap
-//! key in O(1); the outer headers are stripped by moving the buffer's head (no copy), the inner
-//! packet is parsed again, and ECN is merged per RFC 6040. A packet may be a tunnel packet again
-//! after decapsulation (nested tunnels): that repeats up to [`MAX_NESTING`] times, beyond which it
-//! is a loop.
+//! protocol 4/41 while an IP-in-IP tunnel exists; everything else passes untouched (the stage costs
+//! one branch per burst while no tunnel is configured, and while one is, a compare of each packet's
+//! protocol and UDP port with the listening ports held in the stage). The tunnel is found by its
+//! decap key in O(1); the outer headers are stripped by moving the buffer's head (no copy), the
+//! inner packet is parsed again, and ECN is merged per RFC 6040. A packet may be a tunnel packet
+//! again after decapsulation (nested tunnels): that repeats up to [`MAX_NESTING`] times, beyond
+//! which it is a loop.
 //!
 //! Multipoint VXLAN/Geneve tunnels learn where inner MACs live: a source MAC whose FDB entry is
 //! missing or names another remote is reported to the control thread through a bounded
@@ -24,7 +25,7 @@ use ferroplane_pipeline::meta::{Addr, Meta, PortId, TunnelMeta, L3};
 use ferroplane_pipeline::parse::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use ferroplane_pipeline::stage::{Context, PacketStage};
 use ferroplane_pipeline::tables::{MacAddr, Tables};
-use ferroplane_pipeline::tunnel::{TunnelKind, IPIP_KEY};
+use ferroplane_pipeline::tunnel::{TunnelKind, IPIP_KEY, LISTENER_SLOTS};
 use ferroplane_pipeline::verdict::{DropReason, Verdict};
 
 use crate::counters::TunnelCounters;
@@ -73,6 +74,11 @@ pub struct DecapStage {
     /// The last reports, so a burst of frames from one new MAC makes one report.
     recent: [(FdbLearn, u64); 4],
     next: usize,
+    /// The burst's snapshot's listeners (set by `begin`): its listening UDP ports, whether more
+    /// listen than those slots hold, and whether an IP-in-IP tunnel exists.
+    udp_slots: [u16; LISTENER_SLOTS],
+    udp_many: bool,
+    ipip: bool,
 }
 
 enum Step {
@@ -293,18 +299,28 @@ fn martian_source(m: &Meta) -> Option<DropReason> {
     }
 }
 
-impl PacketStage for DecapStage {
-    fn name(&self) -> &'static str {
-        "decap"
-    }
-
-    #[inline]
-    fn begin(&mut self, cx: &Context<'_>) -> bool {
-        !cx.tables.tunnels.is_empty()
-    }
-
+impl DecapStage {
+    /// Whether `m` may be a packet for one of the burst's tunnels: its UDP destination port is
+    /// one some tunnel listens on, or it is IP-in-IP while such a tunnel exists. Every packet
+    /// is asked this while a tunnel exists, so it compares against the listeners `begin` took
+    /// from the snapshot (no table pointers to follow, no loop); only a packet that passes
+    /// goes through `decap_one`'s full checks.
     #[inline(always)]
-    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+    fn maybe_tunnel(&self, m: &Meta) -> bool {
+        match m.l4_proto {
+            UDP => {
+                let (port, s) = (m.flow.dst_port, &self.udp_slots);
+                self.udp_many | (s[0] == port) | (s[1] == port) | (s[2] == port) | (s[3] == port)
+            }
+            IPV4_IN_IP | IPV6_IN_IP => self.ipip,
+            _ => false,
+        }
+    }
+
+    /// Decapsulates `p`, repeatedly while it is a tunnel packet again. Out of line: the stage's
+    /// loop over a burst of native packets stays small.
+    #[inline(never)]
+    fn decapsulate(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
         if !matches!(p.meta.l3, L3::Ipv4 | L3::Ipv6) {
             return;
         }
@@ -331,6 +347,30 @@ impl PacketStage for DecapStage {
                     }
                 }
             }
+        }
+    }
+}
+
+impl PacketStage for DecapStage {
+    fn name(&self) -> &'static str {
+        "decap"
+    }
+
+    #[inline]
+    fn begin(&mut self, cx: &Context<'_>) -> bool {
+        let t = &cx.tables.tunnels;
+        (self.udp_slots, self.udp_many) = match t.udp_listener_slots() {
+            Some(s) => (s, false),
+            None => ([0; LISTENER_SLOTS], true),
+        };
+        self.ipip = t.has_ipip();
+        !t.is_empty()
+    }
+
+    #[inline(always)]
+    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+        if self.maybe_tunnel(&p.meta) {
+            self.decapsulate(cx, p);
         }
     }
 }

@@ -693,3 +693,41 @@ fn geneve_header_matches_scapy() {
     theirs[1] |= 0x40;
     assert_eq!(ours[..n], theirs[..]);
 }
+
+/// The decap stage compares each packet's UDP port against the first few listening ports in a
+/// fixed array (`LISTENER_SLOTS`); with more tunnel ports than that it asks the table, so a
+/// tunnel on any of them still receives, and a port nobody listens on still passes.
+#[test]
+fn more_listening_ports_than_listener_slots() {
+    use ferroplane_pipeline::tunnel::LISTENER_SLOTS;
+    let mut b = TablesBuilder::new(9);
+    b.port(PortInfo {
+        name: "u".into(),
+        mac: UNDERLAY_MAC,
+        mtu: 1500,
+        addresses: vec![(ip("10.2.0.1"), 24)],
+    });
+    let n = LISTENER_SLOTS as u16 + 2;
+    let mut ifaces = Vec::new();
+    for k in 0..n {
+        let mut t = tunnel(&format!("v{k}"), TunnelKind::Vxlan, "10.2.0.1", None, 100, vec![]);
+        t.dst_port = 4789 + k;
+        let info = PortInfo {
+            name: format!("v{k}"),
+            mac: tun_mac(1 + k),
+            mtu: 1400,
+            addresses: vec![(ip(&format!("10.10{k}.0.1")), 24)],
+        };
+        ifaces.push(b.tunnel(info, t));
+    }
+    let t = b.build().unwrap();
+    for k in 0..n {
+        let inner = inner_udp4(tun_mac(1 + k), 0, b"s");
+        let p = decap(&t, &outer(&REMOTE4, 17, 0, &udp(49152, 4789 + k, &vxlan(100, &inner))));
+        assert_eq!((p.meta.verdict, p.meta.in_port), (Verdict::Continue, ifaces[k as usize]));
+        assert_eq!(p.meta.tunnel.depth, 1);
+    }
+    let inner = inner_udp4(tun_mac(1), 0, b"s");
+    let p = decap(&t, &outer(&REMOTE4, 17, 0, &udp(49152, 4789 + n, &vxlan(100, &inner))));
+    assert_eq!((p.meta.verdict, p.meta.tunnel.depth), (Verdict::Continue, 0));
+}
