@@ -68,6 +68,36 @@ int fp_tx_carriers(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
 	return 0;
 }
 
+int fp_tx_prepare(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
+		  const struct fp_mbuf_attach *attach, uint8_t **old)
+{
+	struct rte_mbuf *carriers[256];
+	uint16_t need = 0;
+	if (n > 256)
+		return -1;
+	for (uint16_t i = 0; i < n; i++)
+		need += pkts[i] == NULL;
+	if (need > 0 && rte_pktmbuf_alloc_bulk(mp, carriers, need) != 0)
+		return -1;
+	uint16_t next = 0;
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		if (m == NULL) {
+			m = carriers[next++];
+			old[i] = m->buf_addr;
+			attach_burst(&m, 1, &attach[i]);
+			pkts[i] = m;
+		} else {
+			old[i] = NULL;
+			m->data_off = attach[i].data_off;
+			m->data_len = attach[i].data_len;
+			m->pkt_len = attach[i].data_len;
+			m->ol_flags = RTE_MBUF_F_EXTERNAL;
+		}
+	}
+	return 0;
+}
+
 void fp_mbuf_rearm_put(struct rte_mbuf *const *pkts, uint16_t n, const struct fp_mbuf_attach *attach)
 {
 	attach_burst(pkts, n, attach);

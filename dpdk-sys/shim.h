@@ -51,6 +51,14 @@ uint16_t fp_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts
 int fp_tx_carriers(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
 		   const struct fp_mbuf_attach *attach, uint8_t **old);
 
+/* Transmit carriers where some packets bring their own: pkts[i] non-NULL is a receive mbuf
+ * still over packet i's frame (buf_addr unchanged), which only gets attach[i]'s data_off and
+ * data_len (= pkt_len) and the flags an idle pinned-extbuf mbuf has (no receive flag may read
+ * as a transmit offload); old[i] = NULL for it. Every NULL entry gets a carrier from mp as in
+ * fp_tx_carriers. All or nothing: -1 (nothing changed) when mp has too few carriers. */
+int fp_tx_prepare(struct rte_mempool *mp, struct rte_mbuf **pkts, uint16_t n,
+		  const struct fp_mbuf_attach *attach, uint8_t **old);
+
 /* Re-arms n mbufs of ferroplane's pinned-extbuf mempools with attach[i]'s buffers (as
  * fp_tx_carriers) and puts them straight back into their mempools: the caller owns them
  * (refcnt 1, one segment), so the generic free path's checks are not needed. */

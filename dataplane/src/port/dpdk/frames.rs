@@ -56,6 +56,11 @@ impl FrameRegion {
         self.base
     }
 
+    /// Frames in the region.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
     pub fn len(&self) -> usize {
         self.frames * FRAME_SIZE
     }

@@ -30,6 +30,9 @@
 //! (another port's or worker's carriers looped back by a net_ring, a PMD that hands out its own
 //! buffers) are copied into a pool buffer, counted (`rx_foreign`, `rx_copied`) and freed.
 //!
+//! - forwarding within one poll skips the exchange: receive leaves an mbuf of its receive mempool
+//!   parked with its frame, and transmit sends the packet in that mbuf (the `parked` module).
+//!
 //! Receive and transmit use separate mempools so that an mbuf the device allocates for
 //! receiving always has the receive layout (`buf_addr = F + 128`): transmit carriers, whose
 //! `buf_addr` follows the packet's head, only ever return to the transmit mempool.
@@ -42,11 +45,12 @@
 
 pub mod eal;
 mod frames;
+mod parked;
 pub mod setup;
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use ferroplane_dpdk_sys as sys;
 use ferroplane_hugepages::Backing;
@@ -83,6 +87,11 @@ impl DpdkConfig {
         rx_mbufs(self.rx_desc) + tx_mbufs(self.tx_desc)
     }
 }
+
+/// Room for a port's parked receive mbufs: one burst, plus as many waiting for a spare frame.
+const PENDING: usize = 2 * BURST;
+/// A pending entry whose mbuf is no longer parked with a frame and needs a spare one.
+const ORPHAN: u32 = u32::MAX;
 
 /// Receive mbufs per queue: a full ring plus bursts in flight.
 fn rx_mbufs(desc: u16) -> usize {
@@ -133,8 +142,21 @@ impl DpdkCounters {
 struct DeviceShared {
     port_id: u16,
     name: String,
-    /// Mempools of every queue, freed after the device is stopped and closed.
+    /// Mempools of every queue, freed once every device is stopped and closed (see [`OPEN`]).
     mempools: Vec<usize>,
+}
+
+/// Devices open, and the mempools of closed ones. A packet received on one device may sit in
+/// another device's transmit ring in its receive mbuf (see the `parked` module), to be freed
+/// into its own mempool whenever that device gets to it: a mempool is freed only when no open
+/// device can still hold one of its mbufs, i.e. when the last device closes.
+static OPEN: Mutex<(usize, Vec<usize>)> = Mutex::new((0, Vec::new()));
+
+impl DeviceShared {
+    fn new(port_id: u16, name: String) -> DeviceShared {
+        OPEN.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+        DeviceShared { port_id, name, mempools: Vec::new() }
+    }
 }
 
 impl Drop for DeviceShared {
@@ -147,8 +169,15 @@ impl Drop for DeviceShared {
                 tracing::warn!(port = self.name, "rte_eth_dev_stop: {}", eal::strerror(-r));
             }
             sys::rte_eth_dev_close(self.port_id);
-            for &mp in &self.mempools {
-                sys::rte_mempool_free(mp as *mut sys::rte_mempool);
+        }
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        open.1.append(&mut self.mempools);
+        open.0 = open.0.saturating_sub(1);
+        if open.0 == 0 {
+            for mp in open.1.drain(..) {
+                // SAFETY: every device is stopped and closed: no ring holds an mbuf of any
+                // mempool, and no port is left to use one.
+                unsafe { sys::rte_mempool_free(mp as *mut sys::rte_mempool) };
             }
         }
         // The frames the mempools held stay out of their pool: the pool leaks its region
@@ -613,8 +642,7 @@ impl DpdkDevice {
         }
         // SAFETY: valid port id.
         let socket = unsafe { sys::rte_eth_dev_socket_id(self.port_id) }.max(0);
-        let mut shared =
-            DeviceShared { port_id: self.port_id, name: cfg.name.clone(), mempools: Vec::new() };
+        let mut shared = DeviceShared::new(self.port_id, cfg.name.clone());
         let mut regions = Vec::new();
         let mut queues = Vec::new();
         for (q, pool) in pools.iter_mut().enumerate() {
@@ -703,6 +731,9 @@ impl DpdkDevice {
                 mode: mode.clone(),
                 port_id: self.port_id,
                 queue: q as u16,
+                parked: parked::for_region(region.base(), region.frames()),
+                pending: [(0, std::ptr::null_mut()); PENDING],
+                pending_len: 0,
                 region,
                 rx_pool: rx,
                 tx_pool: tx,
@@ -838,6 +869,12 @@ pub struct DpdkPort {
     region: FrameRegion,
     rx_pool: *mut sys::rte_mempool,
     tx_pool: *mut sys::rte_mempool,
+    /// The region's parked receive mbufs, shared with the worker's other ports.
+    parked: Arc<parked::Parked>,
+    /// What this port's receives parked (frame, mbuf), settled by its next receive; frame
+    /// [`ORPHAN`]: an mbuf taken back that still waits for a spare frame.
+    pending: [(u32, *mut sys::rte_mbuf); PENDING],
+    pending_len: usize,
     /// Scratch arrays for one burst (preallocated: nothing allocates per burst).
     mbufs: [*mut sys::rte_mbuf; BURST],
     spare: [*mut sys::rte_mbuf; BURST],
@@ -892,6 +929,82 @@ impl DpdkPort {
             data_len: 0,
         }
     }
+
+    /// A spare frame for an mbuf going back to its mempool: one the stash holds, else a free
+    /// frame of the pool (a buffer of another pool goes back to it).
+    #[inline]
+    fn spare_frame(&self, stash: &mut Vec<u32>, pool: &mut Pool) -> Option<usize> {
+        if let Some(s) = stash.pop() {
+            return Some(self.region.frame_addr(s as usize));
+        }
+        match pool.alloc() {
+            Some(b) if self.region.owns(&b) => Some(b.frame_ptr() as usize),
+            Some(b) => {
+                pool.free(b);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Settles what the previous receive parked: an mbuf a transmit took is gone from its slot
+    /// (back in its mempool by now, or on its way); one still parked (its packet was dropped,
+    /// punted or refused) is taken back, re-armed with a spare frame and put into its mempool.
+    /// Without a spare it waits here for the next receive.
+    fn settle_parked(&mut self, stash: &mut Vec<u32>, pool: &mut Pool) {
+        let mut rearm = 0;
+        let mut keep = 0;
+        for j in 0..self.pending_len {
+            let (f, m) = self.pending[j];
+            if f != ORPHAN {
+                if self.parked.get(f as usize) != m {
+                    continue;
+                }
+                self.parked.clear(f as usize);
+            }
+            match self.spare_frame(stash, pool) {
+                Some(s) => {
+                    self.spare[rearm] = m;
+                    self.attach[rearm] = self.rx_layout(s);
+                    rearm += 1;
+                    if rearm == BURST {
+                        // SAFETY: as below.
+                        unsafe {
+                            sys::fp_mbuf_rearm_put(
+                                self.spare.as_ptr(),
+                                BURST as u16,
+                                self.attach.as_ptr(),
+                            )
+                        };
+                        rearm = 0;
+                    }
+                }
+                None => {
+                    self.pending[keep] = (ORPHAN, m);
+                    keep += 1;
+                }
+            }
+        }
+        self.pending_len = keep;
+        // SAFETY: each of these mbufs was taken out of its slot (or was an orphan) above, so
+        // this port alone owns it: a one-segment mbuf of one of this worker's receive
+        // mempools, whose old frame is its packet's owner's; it gets a spare frame taken out
+        // of the stash or pool above.
+        unsafe { sys::fp_mbuf_rearm_put(self.spare.as_ptr(), rearm as u16, self.attach.as_ptr()) };
+    }
+}
+
+impl Drop for DpdkPort {
+    /// Unparks what this port's last receive parked and nobody transmitted: the entries go,
+    /// so no other port sends in an mbuf of a closing device; the mbufs stay out of their
+    /// mempool, which is freed with the devices (there is no pool here to re-arm them from).
+    fn drop(&mut self) {
+        for &(f, m) in &self.pending[..self.pending_len] {
+            if f != ORPHAN && self.parked.get(f as usize) == m {
+                self.parked.clear(f as usize);
+            }
+        }
+    }
 }
 
 impl Port for DpdkPort {
@@ -911,6 +1024,11 @@ impl Port for DpdkPort {
             return 0;
         }
         ensure_eal_thread();
+        if self.pending_len > 0 {
+            let mut stash = stash::take(self.region.base());
+            self.settle_parked(&mut stash, pool);
+            stash::put(self.region.base(), stash);
+        }
         // SAFETY: `mbufs` and `views` have room for `want` entries; the queue is this worker's;
         // the shim describes the mbufs the device handed over.
         let n = unsafe {
@@ -949,6 +1067,43 @@ impl Port for DpdkPort {
                 foreign += 1;
             }
             let in_frame = adoptable(&self.region, &v, ours);
+            // A receive mbuf in the receive layout stays parked with its frame for a transmit
+            // to reuse (see `parked`). A stale entry in the frame's slot (an mbuf parked with it
+            // before the frame went round a mempool) needs a spare frame first.
+            if let Some((f, head)) = in_frame {
+                let parkable = v.pool == self.rx_pool
+                    && v.buf_addr as usize == self.region.frame_addr(f) + RX_BUF_OFFSET
+                    && self.pending_len < PENDING;
+                if parkable {
+                    let prev = self.parked.get(f);
+                    let room = prev.is_null()
+                        || match self.spare_frame(&mut stash, pool) {
+                            Some(s) => {
+                                self.spare[rearm] = prev;
+                                self.attach[rearm] = self.rx_layout(s);
+                                rearm += 1;
+                                true
+                            }
+                            None => false,
+                        };
+                    if room {
+                        let m = self.mbufs[i];
+                        self.parked.set(f, m);
+                        self.pending[self.pending_len] = (f as u32, m);
+                        self.pending_len += 1;
+                        // SAFETY: frame `f` belonged to mbuf i, which stays parked with it: the
+                        // buffer owns the frame, and the buffer's owner the parked mbuf.
+                        out.push(unsafe { self.region.take(f) });
+                        if let Some(b) = out.last_mut() {
+                            // Inside the frame (checked by `adoptable`), so this cannot fail.
+                            let _ = set_window(b, head, len);
+                            b.meta.timestamp_ns = now_ns;
+                        }
+                        got += 1;
+                        continue;
+                    }
+                }
+            }
             // The frame to re-arm the mbuf with: one a transmit left in the stash, else a
             // free buffer of the pool.
             let mut from_pool = None;
@@ -1053,22 +1208,31 @@ impl Port for DpdkPort {
         ensure_eal_thread();
         for (i, b) in pkts[..n].iter().enumerate() {
             let f = b.frame_ptr() as usize;
+            let head = b.head_offset();
+            // The mbuf the packet arrived in, when it is still parked with the frame and its
+            // fixed `buf_addr` (frame + RX_BUF_OFFSET) is not past the packet's head (a
+            // packet encapsulated that far in front needs a carrier).
+            let own = self.parked.get(b.index() as usize);
+            let reuse = !own.is_null() && head >= RX_BUF_OFFSET;
+            self.mbufs[i] = if reuse { own } else { std::ptr::null_mut() };
             self.attach[i] = sys::fp_mbuf_attach {
                 buf_addr: f as *mut u8,
                 buf_iova: self.region.iova(f),
                 buf_len: FRAME_SIZE as u16,
-                data_off: b.head_offset() as u16,
+                data_off: (if reuse { head - RX_BUF_OFFSET } else { head }) as u16,
                 data_len: b.len() as u16,
             };
         }
-        // Carriers, each pointed at its packet's frame; their previous buffers go to `old`.
-        // All or nothing: when the carriers run short, take what is there.
+        // Carriers: the parked mbufs, and for the others one from the transmit mempool pointed
+        // at its packet's frame, its previous buffer kept in `old`. All or nothing: when the
+        // carriers run short, send the packets up to the first one there is none for.
         // SAFETY: `mbufs`, `attach` and `old` have room for n entries; the mempool is this
-        // queue's; the packets stay in `pkts`, untouched, until the device's answer says who
-        // owns their frames.
+        // queue's; the non-null `mbufs` are parked with their packets' frames (ours while we
+        // hold the packets); the packets stay in `pkts`, untouched, until the device's answer
+        // says who owns their frames.
         while n > 0
             && unsafe {
-                sys::fp_tx_carriers(
+                sys::fp_tx_prepare(
                     self.tx_pool,
                     self.mbufs.as_mut_ptr(),
                     n as u16,
@@ -1079,7 +1243,12 @@ impl Port for DpdkPort {
         {
             // SAFETY: plain query of a live mempool.
             let avail = unsafe { sys::rte_mempool_avail_count(self.tx_pool) } as usize;
-            n = avail.min(n - 1);
+            let mut need = 0;
+            let first_short = self.mbufs[..n].iter().position(|m| {
+                need += m.is_null() as usize;
+                need > avail
+            });
+            n = first_short.unwrap_or(n).min(n - 1);
         }
         DpdkCounters::add(&self.counters.tx_no_mbuf, (owned - n) as u64);
         if n == 0 {
@@ -1089,12 +1258,15 @@ impl Port for DpdkPort {
         let sent = unsafe {
             sys::fp_tx_burst(self.port_id, self.queue, self.mbufs.as_mut_ptr(), n as u16)
         } as usize;
-        // Sent: each carrier owns its packet's frame now; its previous frame goes to the stash
-        // (the next receive re-arms an mbuf with it), or to the pool when the stash is full.
-        // Each drained buffer ends here: its frame is the carrier's now (no Drop to run).
+        // Sent: each carrier owns its packet's frame now. A parked mbuf leaves its slot; a
+        // mempool carrier's previous frame goes to the stash (the next receive re-arms an mbuf
+        // with it), or to the pool when the stash is full. Each drained buffer ends here: its
+        // frame is the carrier's now (no Drop to run).
         let mut stash = stash::take(self.region.base());
-        for (i, _sent) in pkts.drain(..sent).enumerate() {
-            if let Some(f) = self.region.frame_of(self.old[i] as usize) {
+        for (i, b) in pkts.drain(..sent).enumerate() {
+            if self.old[i].is_null() {
+                self.parked.clear(b.index() as usize);
+            } else if let Some(f) = self.region.frame_of(self.old[i] as usize) {
                 if stash.len() < stash::CAPACITY {
                     stash.push(f as u32);
                 } else {
@@ -1105,13 +1277,19 @@ impl Port for DpdkPort {
             }
         }
         stash::put(self.region.base(), stash);
-        // Refused: each carrier gets its previous frame back and returns to its mempool; the
-        // packets stay in `pkts` for the caller to count.
+        // Refused: a parked mbuf stays parked (the next receive of its port takes it back if
+        // nothing sends it); a mempool carrier gets its previous frame back and returns to its
+        // mempool. The packets stay in `pkts` for the caller to count.
         let refused = n - sent;
         if refused > 0 {
+            let mut back = 0;
             for i in sent..n {
                 let old = self.old[i] as usize;
-                self.attach[i - sent] = match self.region.frame_of(old) {
+                if old == 0 {
+                    continue;
+                }
+                self.spare[back] = self.mbufs[i];
+                self.attach[back] = match self.region.frame_of(old) {
                     Some(f) => self.rx_layout(self.region.frame_addr(f)),
                     // Carriers only ever hold this region's frames; should one not, put its
                     // buffer back exactly as it was rather than guess.
@@ -1123,15 +1301,12 @@ impl Port for DpdkPort {
                         data_len: 0,
                     },
                 };
+                back += 1;
             }
-            // SAFETY: the refused carriers are still ours (the device did not take them), one
-            // segment each, of this queue's pinned-extbuf transmit mempool.
+            // SAFETY: these refused carriers are still ours (the device did not take them),
+            // one segment each, of this queue's pinned-extbuf transmit mempool.
             unsafe {
-                sys::fp_mbuf_rearm_put(
-                    self.mbufs[sent..].as_ptr(),
-                    refused as u16,
-                    self.attach.as_ptr(),
-                )
+                sys::fp_mbuf_rearm_put(self.spare.as_ptr(), back as u16, self.attach.as_ptr())
             };
             DpdkCounters::add(&self.counters.tx_ring_full, refused as u64);
         }
