@@ -40,10 +40,16 @@ fn eal() {
             "net_ring2".to_string(),
             "net_ring3".to_string(),
             "net_null0".to_string(),
+            "net_null1".to_string(),
             format!(
                 "net_pcap0,rx_pcap={},tx_pcap={}",
                 dir.join("in.pcap").display(),
                 dir.join("out.pcap").display()
+            ),
+            format!(
+                "net_pcap1,rx_pcap={},tx_pcap={}",
+                dir.join("in.pcap").display(),
+                dir.join("out1.pcap").display()
             ),
         ];
         let (argv, warning) = eal::argv(None, &devices);
@@ -188,6 +194,47 @@ fn received_frames_start_at_the_pipeline_headroom() {
     assert_eq!(status.report().link, "closed");
     // The device is closed: its capture files can go.
     let _ = std::fs::remove_dir_all(scratch());
+}
+
+/// A packet received into an mbuf of the receive mempool and forwarded before the port's next
+/// receive leaves in that very mbuf (no carrier, no re-arm), on another device too; one whose
+/// head moved in front of the mbuf's buffer gets a carrier; the next receive takes back, with
+/// spare frames, the mbufs nobody sent. Afterwards every mempool and the pool are whole.
+#[test]
+fn forwarded_packets_leave_in_the_mbuf_they_came_in_and_the_rest_go_back() {
+    eal();
+    let mut pools = pools(1, 4096);
+    let (mut src, status) = start(&cfg("pcap1", "net_pcap1", 1), &mut pools);
+    let (mut dst, _) = start(&cfg("null1", "net_null1", 1), &mut pools);
+    let (a, b, pool) = (&mut src[0], &mut dst[0], &mut pools[0]);
+    let (rx_home, a_tx_home) = a.mempool_available();
+    let b_home = b.mempool_available();
+    let home = pool.available() + a.stashed_frames();
+    let mut got = Vec::new();
+    assert_eq!(a.rx_burst(pool, &mut got, 64, 0), 64);
+    assert_eq!(a.mempool_available().0, rx_home - 64, "parked with their frames");
+    // Forward 32, the first with 200 bytes of outer headers in front (past the mbuf's buffer
+    // start, so it needs a carrier); drop the other 32.
+    let dropped = got.split_off(32);
+    got[0].prepend(200).unwrap();
+    assert_eq!(b.tx_burst(pool, &mut got), 32);
+    // net_null frees what it sends, into each mbuf's own mempool: 31 receive mbufs went home
+    // with their frames, and the carrier to its transmit mempool.
+    assert_eq!(a.mempool_available().0, rx_home - 33);
+    assert_eq!(b.mempool_available(), b_home);
+    for d in dropped {
+        pool.free(d);
+    }
+    // The next receive takes back the 33 nobody sent, each with a spare frame.
+    let mut more = Vec::new();
+    assert_eq!(a.rx_burst(pool, &mut more, 64, 0), 36, "the rest of the capture");
+    assert_eq!(a.mempool_available().0, rx_home - 36);
+    assert_eq!(b.tx_burst(pool, &mut more), 36);
+    assert_eq!(a.rx_burst(pool, &mut more, 64, 0), 0, "a pcap ends");
+    assert_eq!(a.mempool_available(), (rx_home, a_tx_home));
+    assert_eq!(b.mempool_available(), b_home);
+    assert_eq!(pool.available() + a.stashed_frames(), home, "no frame lost or gained");
+    assert_eq!(counter(&status, "rx_copied") + counter(&status, "rx_no_buffer"), 0);
 }
 
 #[test]
