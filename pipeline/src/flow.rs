@@ -22,7 +22,9 @@ pub struct FlowKey {
 /// The IPv4-mapped form of an IPv4 address.
 #[inline]
 pub const fn v4_mapped(a: [u8; 4]) -> Addr {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]
+    // Built as one 128-bit value: the parse stage writes it with a single 16-byte store, which
+    // later stages' loads of the address (whole, or its last 4 bytes) can forward from.
+    ((0xffff_u128 << 32) | u32::from_be_bytes(a) as u128).to_be_bytes()
 }
 
 /// The IPv4 address inside a mapped address, if it is one.
