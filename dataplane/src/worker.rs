@@ -187,11 +187,15 @@ impl<P: Port> Worker<P> {
             let got = port.rx_burst(&mut self.pool, &mut self.burst, room, now_ns);
             let pc = &self.counters.ports[pid as usize];
             pc.rx_packets.add(got as u64);
+            // Bytes summed here and counted once: a counter update per packet is a load and a
+            // store the next one has to wait for.
+            let mut bytes = 0;
             for b in &mut self.burst[start..] {
                 b.meta.in_port = pid;
                 b.meta.worker = self.id;
-                pc.rx_bytes.add(b.len() as u64);
+                bytes += b.len() as u64;
             }
+            pc.rx_bytes.add(bytes);
             n += got;
         }
         if n == 0 {

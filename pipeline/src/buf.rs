@@ -47,6 +47,29 @@ impl PacketBuf {
         PacketBuf { frame, head: HEADROOM as u16, tail: HEADROOM as u16, index, meta: Meta::EMPTY }
     }
 
+    /// Wraps a frame whose bytes `head..head + len` already hold a packet (a device wrote them
+    /// there): the receive path's constructor, which writes the buffer once. A window past the
+    /// frame's end is cut at it (receive checks the window first, so that never happens there).
+    #[inline]
+    pub fn with_window(
+        frame: &'static mut [u8],
+        index: u32,
+        head: usize,
+        len: usize,
+        timestamp_ns: u64,
+    ) -> PacketBuf {
+        assert!(frame.len() <= u16::MAX as usize && frame.len() > HEADROOM);
+        let head = head.min(frame.len());
+        let tail = head.saturating_add(len).min(frame.len());
+        PacketBuf {
+            frame,
+            head: head as u16,
+            tail: tail as u16,
+            index,
+            meta: Meta { timestamp_ns, ..Meta::EMPTY },
+        }
+    }
+
     /// Resets the window to empty at the standard headroom and clears the metadata, except
     /// `meta.worker`: that says whose pool the buffer belongs to, which no reuse of the buffer
     /// changes (a slow-path reply built in a received buffer must still go back to that pool).
@@ -209,9 +232,24 @@ impl std::fmt::Debug for PacketBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::Verdict;
 
     fn buf() -> PacketBuf {
         PacketBuf::new(Box::leak(vec![0u8; FRAME_SIZE].into_boxed_slice()), 0)
+    }
+
+    /// A received window is taken as it is, with fresh metadata; one running past the frame is
+    /// cut at its end, never out of bounds.
+    #[test]
+    fn with_window_takes_the_device_window() {
+        let frame = Box::leak(vec![7u8; FRAME_SIZE].into_boxed_slice());
+        let b = PacketBuf::with_window(frame, 3, 200, 60, 42);
+        assert_eq!((b.head_offset(), b.len(), b.index()), (200, 60, 3));
+        assert_eq!((b.meta.timestamp_ns, b.meta.verdict), (42, Verdict::Continue));
+        assert_eq!(b.headroom(), 200);
+        let frame = Box::leak(vec![0u8; FRAME_SIZE].into_boxed_slice());
+        let b = PacketBuf::with_window(frame, 0, FRAME_SIZE - 10, 100, 0);
+        assert_eq!((b.head_offset(), b.len()), (FRAME_SIZE - 10, 10));
     }
 
     #[test]

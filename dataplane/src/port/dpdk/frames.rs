@@ -114,6 +114,26 @@ impl FrameRegion {
         let frame = unsafe { std::slice::from_raw_parts_mut(p, FRAME_SIZE) };
         PacketBuf::new(frame, i as u32)
     }
+
+    /// Makes a buffer of frame `i` holding the packet at `head..head + len` of it, received at
+    /// `timestamp_ns`.
+    ///
+    /// # Safety
+    /// As [`FrameRegion::take`].
+    #[inline]
+    pub unsafe fn take_window(
+        &self,
+        i: usize,
+        head: usize,
+        len: usize,
+        timestamp_ns: u64,
+    ) -> PacketBuf {
+        debug_assert!(i < self.frames && head + len <= FRAME_SIZE);
+        let p = self.frame_addr(i) as *mut u8;
+        // SAFETY: as in `take`.
+        let frame = unsafe { std::slice::from_raw_parts_mut(p, FRAME_SIZE) };
+        PacketBuf::with_window(frame, i as u32, head, len, timestamp_ns)
+    }
 }
 
 /// Sets `b`'s window to `len` bytes from offset `head` of its frame (an mbuf's data, where the

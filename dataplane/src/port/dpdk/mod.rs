@@ -1092,13 +1092,9 @@ impl Port for DpdkPort {
                         self.pending[self.pending_len] = (f as u32, m);
                         self.pending_len += 1;
                         // SAFETY: frame `f` belonged to mbuf i, which stays parked with it: the
-                        // buffer owns the frame, and the buffer's owner the parked mbuf.
-                        out.push(unsafe { self.region.take(f) });
-                        if let Some(b) = out.last_mut() {
-                            // Inside the frame (checked by `adoptable`), so this cannot fail.
-                            let _ = set_window(b, head, len);
-                            b.meta.timestamp_ns = now_ns;
-                        }
+                        // buffer owns the frame, and the buffer's owner the parked mbuf. The
+                        // window is inside the frame (checked by `adoptable`).
+                        out.push(unsafe { self.region.take_window(f, head, len, now_ns) });
                         got += 1;
                         continue;
                     }
@@ -1215,12 +1211,21 @@ impl Port for DpdkPort {
             let own = self.parked.get(b.index() as usize);
             let reuse = !own.is_null() && head >= RX_BUF_OFFSET;
             self.mbufs[i] = if reuse { own } else { std::ptr::null_mut() };
-            self.attach[i] = sys::fp_mbuf_attach {
-                buf_addr: f as *mut u8,
-                buf_iova: self.region.iova(f),
-                buf_len: FRAME_SIZE as u16,
-                data_off: (if reuse { head - RX_BUF_OFFSET } else { head }) as u16,
-                data_len: b.len() as u16,
+            // A parked mbuf keeps its buffer: only the data window is read for it.
+            self.attach[i] = if reuse {
+                sys::fp_mbuf_attach {
+                    data_off: (head - RX_BUF_OFFSET) as u16,
+                    data_len: b.len() as u16,
+                    ..Default::default()
+                }
+            } else {
+                sys::fp_mbuf_attach {
+                    buf_addr: f as *mut u8,
+                    buf_iova: self.region.iova(f),
+                    buf_len: FRAME_SIZE as u16,
+                    data_off: head as u16,
+                    data_len: b.len() as u16,
+                }
             };
         }
         // Carriers: the parked mbufs, and for the others one from the transmit mempool pointed
