@@ -477,3 +477,66 @@ fn a_frame_bigger_than_a_buffer_is_a_counted_drop() {
     assert_eq!(out.len(), 1, "the small frame still goes through");
     assert_eq!(drops(&r, DropReason::FrameTooBig), 1);
 }
+
+/// A packet routed into a tunnel takes its inner flow's hash to the outer header (the VXLAN
+/// source port, RFC 7348 5), though the parse stage no longer computes it: the route stage
+/// does for tunnel-bound packets.
+#[test]
+fn tunnel_bound_packets_carry_their_flow_hash_into_the_outer_source_port() {
+    let text = format!(
+        "{CONFIG}{}",
+        r#"
+[[tunnel]]
+name = "vx0"
+kind = "vxlan"
+local = "10.2.0.1"
+remote = "10.2.0.9"
+vni = 100
+addresses = ["10.100.0.1/24"]
+
+[[neighbor]]
+address = "10.100.0.2"
+mac = "02:00:00:00:09:02"
+port = "vx0"
+
+[[neighbor]]
+address = "10.2.0.9"
+mac = "02:00:00:00:02:09"
+port = "right"
+
+[[route]]
+prefix = "198.18.0.0/16"
+nexthops = [{ via = "10.100.0.2" }]
+"#
+    );
+    let cfg = config::parse_str(&text, "golden.toml").unwrap_or_else(|e| panic!("{e}"));
+    let mut r = OfflineRouter::new(build_tables(&cfg, &|_| None).unwrap()).unwrap();
+    let frame = |sport: u16| {
+        let b = PacketBuilder::ethernet2(H_LEFT, R_LEFT)
+            .ipv4([10, 1, 0, 2], [198, 18, 0, 5], 64)
+            .udp(sport, 5001);
+        let mut v = Vec::new();
+        b.write(&mut v, b"entropy").unwrap();
+        v
+    };
+    let out = run(&mut r, &[(LEFT, frame(40000)), (LEFT, frame(40001))]);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let mut ports = Vec::new();
+    for ((port, f), sport) in out.iter().zip([40000u16, 40001]) {
+        assert_eq!(*port, RIGHT);
+        let outer = SlicedPacket::from_ethernet(f).unwrap();
+        let Some(TransportSlice::Udp(u)) = outer.transport else { panic!("{outer:?}") };
+        assert_eq!(u.destination_port(), 4789);
+        let key = ferroplane_pipeline::flow::FlowKey {
+            src: ferroplane_pipeline::flow::v4_mapped([10, 1, 0, 2]),
+            dst: ferroplane_pipeline::flow::v4_mapped([198, 18, 0, 5]),
+            src_port: sport,
+            dst_port: 5001,
+            proto: 17,
+        };
+        let hash = key.symmetric_hash(cfg.dataplane.hash_seed);
+        assert_eq!(u.source_port(), ferroplane_tunnels::encap::source_port(hash));
+        ports.push(u.source_port());
+    }
+    assert_ne!(ports[0], ports[1], "two flows, two outer source ports");
+}

@@ -30,9 +30,9 @@ impl PacketStage for ParseStage {
     }
 
     #[inline(always)]
-    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+    fn packet(&mut self, _cx: &Context<'_>, p: &mut PacketBuf) {
         let (data, meta) = p.data_and_meta();
-        if let Err(r) = parse::parse(data, meta, cx.tables.hash_seed) {
+        if let Err(r) = parse::parse_headers(data, meta) {
             meta.verdict = Verdict::Drop(r);
         }
     }
@@ -149,11 +149,24 @@ impl RouteStage {
         let Some(group) = t.groups.get(group_id as usize) else {
             return Verdict::Drop(DropReason::NextHopDrop);
         };
-        let (port, next_hop) = match group.pick(meta.flow_hash) {
+        // The flow hash (the parse stage leaves it 0) only where something depends on it: the
+        // choice in an ECMP group, and the entropy of a tunnel's outer header.
+        let single = group.single();
+        let hop = match single {
+            Some(hop) => hop,
+            None => {
+                meta.flow_hash = meta.flow.symmetric_hash(t.hash_seed);
+                group.pick(meta.flow_hash)
+            }
+        };
+        let (port, next_hop) = match hop {
             NextHop::Gateway { port, gateway } => (port, gateway),
             NextHop::Direct { port } => (port, meta.flow.dst),
             NextHop::Blackhole => return Verdict::Drop(DropReason::NextHopDrop),
         };
+        if single.is_some() && port >= t.tunnels.first_iface() {
+            meta.flow_hash = meta.flow.symmetric_hash(t.hash_seed);
+        }
         let Some(out) = t.port(port) else {
             return Verdict::Drop(DropReason::NextHopDrop);
         };

@@ -45,7 +45,9 @@ pub struct Meta {
     pub l4_proto: u8,
     /// The packet's 5-tuple (valid for IPv4/IPv6).
     pub flow: FlowKey,
-    /// Symmetric hash of `flow` (ECMP, later Maglev and conntrack).
+    /// Symmetric hash of `flow` (ECMP, tunnel entropy; later Maglev and conntrack). The parse
+    /// stage leaves it 0; the route stage sets it for packets whose path depends on it (an
+    /// ECMP group, a tunnel), [`crate::parse::parse`] for everyone else who asks.
     pub flow_hash: u32,
     /// Egress port chosen by routing.
     pub out_port: PortId,

@@ -22,9 +22,21 @@ fn be16(d: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([d[at], d[at + 1]])
 }
 
-/// Parses `data` (an Ethernet frame) into `meta`.
+/// Parses `data` (an Ethernet frame) into `meta`, with the flow's symmetric hash (0 for ARP).
 #[inline(always)]
 pub fn parse(data: &[u8], meta: &mut Meta, hash_seed: u64) -> Result<(), DropReason> {
+    parse_headers(data, meta)?;
+    if meta.l3 != L3::Arp {
+        meta.flow_hash = meta.flow.symmetric_hash(hash_seed);
+    }
+    Ok(())
+}
+
+/// [`parse`] without the flow hash (`meta.flow_hash` is 0): the parse stage's. Most packets
+/// never need the hash, which was a fifth of the parse stage's time; the route stage computes
+/// it for those that do (an ECMP choice, a tunnel's entropy).
+#[inline(always)]
+pub fn parse_headers(data: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
     if data.len() < 14 {
         return Err(DropReason::EthTruncated);
     }
@@ -47,8 +59,8 @@ pub fn parse(data: &[u8], meta: &mut Meta, hash_seed: u64) -> Result<(), DropRea
     meta.l3_offset = l3 as u16;
     meta.l4_offset = 0;
     match ethertype {
-        ETHERTYPE_IPV4 => parse_ipv4(data, l3, meta, hash_seed),
-        ETHERTYPE_IPV6 => parse_ipv6(data, l3, meta, hash_seed),
+        ETHERTYPE_IPV4 => parse_ipv4(data, l3, meta),
+        ETHERTYPE_IPV6 => parse_ipv6(data, l3, meta),
         ETHERTYPE_ARP => {
             if data.len() < l3 + 28 {
                 return Err(DropReason::EthTruncated);
@@ -64,7 +76,7 @@ pub fn parse(data: &[u8], meta: &mut Meta, hash_seed: u64) -> Result<(), DropRea
 }
 
 #[inline]
-fn parse_ipv4(data: &[u8], l3: usize, meta: &mut Meta, seed: u64) -> Result<(), DropReason> {
+fn parse_ipv4(data: &[u8], l3: usize, meta: &mut Meta) -> Result<(), DropReason> {
     if data.len() < l3 + 20 {
         return Err(DropReason::Ipv4Truncated);
     }
@@ -107,19 +119,12 @@ fn parse_ipv4(data: &[u8], l3: usize, meta: &mut Meta, seed: u64) -> Result<(), 
     meta.flow.src_port = src_port;
     meta.flow.dst_port = dst_port;
     meta.flow.proto = proto;
-    meta.flow_hash = crate::flow::symmetric_hash_v4(
-        u32::from_be_bytes(src),
-        u32::from_be_bytes(dst),
-        src_port,
-        dst_port,
-        proto,
-        seed,
-    );
+    meta.flow_hash = 0;
     Ok(())
 }
 
 #[inline]
-fn parse_ipv6(data: &[u8], l3: usize, meta: &mut Meta, seed: u64) -> Result<(), DropReason> {
+fn parse_ipv6(data: &[u8], l3: usize, meta: &mut Meta) -> Result<(), DropReason> {
     if data.len() < l3 + 40 {
         return Err(DropReason::Ipv6Truncated);
     }
@@ -192,7 +197,7 @@ fn parse_ipv6(data: &[u8], l3: usize, meta: &mut Meta, seed: u64) -> Result<(), 
     meta.flow.src_port = src_port;
     meta.flow.dst_port = dst_port;
     meta.flow.proto = next;
-    meta.flow_hash = meta.flow.symmetric_hash(seed);
+    meta.flow_hash = 0;
     Ok(())
 }
 

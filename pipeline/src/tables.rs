@@ -138,6 +138,15 @@ impl NextHopGroup {
         }
     }
 
+    /// The only member of a one-member group (no hash needed to choose).
+    #[inline]
+    pub fn single(&self) -> Option<NextHop> {
+        match self.hops.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        }
+    }
+
     /// The member for a flow hash. Never panics: the last bound is 2^32.
     #[inline]
     pub fn pick(&self, flow_hash: u32) -> NextHop {
