@@ -4,7 +4,9 @@
 //! Every frame of the pool's region is, at any time, owned by exactly one of: the pool's free
 //! list, a [`PacketBuf`] in the pipeline, or one mbuf header of this worker's DPDK mempools (its
 //! `buf_addr` points into the frame). The port moves frames between these owners; this module
-//! only knows where frames are.
+//! only knows where frames are. A receive mbuf may also be parked with a frame that a buffer or
+//! the pool owns (see the `parked` module): it then belongs to whoever takes it out of its slot,
+//! and points at a frame it does not own.
 
 use ferroplane_pipeline::buf::{BufError, PacketBuf, FRAME_SIZE, HEADROOM};
 use ferroplane_pipeline::pool::Pool;
