@@ -734,6 +734,7 @@ impl DpdkDevice {
                 parked: parked::for_region(region.base(), region.frames()),
                 pending: [(0, std::ptr::null_mut()); PENDING],
                 pending_len: 0,
+                orphans: 0,
                 region,
                 rx_pool: rx,
                 tx_pool: tx,
@@ -875,6 +876,8 @@ pub struct DpdkPort {
     /// [`ORPHAN`]: an mbuf taken back that still waits for a spare frame.
     pending: [(u32, *mut sys::rte_mbuf); PENDING],
     pending_len: usize,
+    /// How many of `pending`'s first entries are orphans.
+    orphans: usize,
     /// Scratch arrays for one burst (preallocated: nothing allocates per burst).
     mbufs: [*mut sys::rte_mbuf; BURST],
     spare: [*mut sys::rte_mbuf; BURST],
@@ -952,15 +955,17 @@ impl DpdkPort {
     /// punted or refused) is taken back, re-armed with a spare frame and put into its mempool.
     /// Without a spare it waits here for the next receive.
     fn settle_parked(&mut self, stash: &mut Vec<u32>, pool: &mut Pool) {
+        if self.parked.count() == 0 && self.orphans == 0 {
+            // Everything parked was sent (the common case): nothing to take back.
+            self.pending_len = 0;
+            return;
+        }
         let mut rearm = 0;
         let mut keep = 0;
         for j in 0..self.pending_len {
             let (f, m) = self.pending[j];
-            if f != ORPHAN {
-                if self.parked.get(f as usize) != m {
-                    continue;
-                }
-                self.parked.clear(f as usize);
+            if f != ORPHAN && !self.parked.take_if(f as usize, m) {
+                continue;
             }
             match self.spare_frame(stash, pool) {
                 Some(s) => {
@@ -986,6 +991,7 @@ impl DpdkPort {
             }
         }
         self.pending_len = keep;
+        self.orphans = keep;
         // SAFETY: each of these mbufs was taken out of its slot (or was an orphan) above, so
         // this port alone owns it: a one-segment mbuf of one of this worker's receive
         // mempools, whose old frame is its packet's owner's; it gets a spare frame taken out
@@ -1000,8 +1006,8 @@ impl Drop for DpdkPort {
     /// mempool, which is freed with the devices (there is no pool here to re-arm them from).
     fn drop(&mut self) {
         for &(f, m) in &self.pending[..self.pending_len] {
-            if f != ORPHAN && self.parked.get(f as usize) == m {
-                self.parked.clear(f as usize);
+            if f != ORPHAN {
+                self.parked.take_if(f as usize, m);
             }
         }
     }
@@ -1088,7 +1094,7 @@ impl Port for DpdkPort {
                         };
                     if room {
                         let m = self.mbufs[i];
-                        self.parked.set(f, m);
+                        self.parked.park(f, m);
                         self.pending[self.pending_len] = (f as u32, m);
                         self.pending_len += 1;
                         // SAFETY: frame `f` belonged to mbuf i, which stays parked with it: the
@@ -1270,7 +1276,7 @@ impl Port for DpdkPort {
         let mut stash = stash::take(self.region.base());
         for (i, b) in pkts.drain(..sent).enumerate() {
             if self.old[i].is_null() {
-                self.parked.clear(b.index() as usize);
+                self.parked.take_if(b.index() as usize, self.mbufs[i]);
             } else if let Some(f) = self.region.frame_of(self.old[i] as usize) {
                 if stash.len() < stash::CAPACITY {
                     stash.push(f as u32);

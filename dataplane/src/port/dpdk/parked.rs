@@ -18,7 +18,7 @@
 //! there to make sharing the table between the worker's ports sound: relaxed loads and stores,
 //! plain moves on x86.
 
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use ferroplane_dpdk_sys as sys;
@@ -26,6 +26,8 @@ use ferroplane_dpdk_sys as sys;
 /// One worker region's parked mbufs, indexed by frame.
 pub(crate) struct Parked {
     slots: Box<[AtomicPtr<sys::rte_mbuf>]>,
+    /// Non-null slots: 0 lets a receive skip looking for mbufs to take back.
+    count: AtomicUsize,
 }
 
 impl Parked {
@@ -35,16 +37,40 @@ impl Parked {
         self.slots.get(f).map_or(std::ptr::null_mut(), |s| s.load(Ordering::Relaxed))
     }
 
+    /// Parks `m` with frame `f`, in place of what the slot held (the caller has dealt with it).
     #[inline]
-    pub fn set(&self, f: usize, m: *mut sys::rte_mbuf) {
+    pub fn park(&self, f: usize, m: *mut sys::rte_mbuf) {
         if let Some(s) = self.slots.get(f) {
+            if s.load(Ordering::Relaxed).is_null() {
+                self.add(1);
+            }
             s.store(m, Ordering::Relaxed);
         }
     }
 
+    /// Takes `m` out of frame `f`'s slot if it is still there.
     #[inline]
-    pub fn clear(&self, f: usize) {
-        self.set(f, std::ptr::null_mut());
+    pub fn take_if(&self, f: usize, m: *mut sys::rte_mbuf) -> bool {
+        match self.slots.get(f) {
+            Some(s) if s.load(Ordering::Relaxed) == m && !m.is_null() => {
+                s.store(std::ptr::null_mut(), Ordering::Relaxed);
+                self.add(usize::MAX);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Mbufs parked in the whole region.
+    #[inline]
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Adds `n` (wrapping: `usize::MAX` takes one away). Single writer, as the slots.
+    #[inline]
+    fn add(&self, n: usize) {
+        self.count.store(self.count.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 }
 
@@ -59,7 +85,7 @@ pub(crate) fn for_region(base: usize, frames: usize) -> Arc<Parked> {
         return p;
     }
     let slots = (0..frames).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
-    let p = Arc::new(Parked { slots });
+    let p = Arc::new(Parked { slots, count: AtomicUsize::new(0) });
     t.push((base, Arc::downgrade(&p)));
     p
 }
