@@ -299,7 +299,9 @@ struct Template {
     inner_type: u16,
     out_port: PortId,
     next_hop: Addr,
-    mtu: u16,
+    /// The longest packet (as the stage gets it: IP-in-IP's still with its inner Ethernet
+    /// header) whose outer IP packet fits the underlay port's MTU, so one compare checks it.
+    max_payload: isize,
     kind: TunnelKind,
     v6: bool,
     udp_checksum6: bool,
@@ -310,8 +312,8 @@ struct Template {
     len: usize,
     hdr: [u8; TEMPLATE_MAX],
     /// IPv4: the one's-complement sum of the header words that never change (all but the first
-    /// word and the checksum), and the TTL/protocol word.
-    rest: u64,
+    /// word and the checksum), folded to 16 bits, and the TTL/protocol word.
+    rest: u32,
     ttl_proto: u32,
 }
 
@@ -336,10 +338,11 @@ impl Template {
         let (mut rest, mut ttl_proto) = (0, 0);
         if !v6 {
             ttl_proto = w(ETH_LEN + 8) & 0xffff_0000;
-            rest = w(ETH_LEN + 4) as u64
+            let sum = w(ETH_LEN + 4) as u64
                 + ttl_proto as u64
                 + w(ETH_LEN + 12) as u64
                 + w(ETH_LEN + 16) as u64;
+            rest = fold16(sum) as u32;
         }
         if tunnel.kind != TunnelKind::Ipip {
             let at = ETH_LEN + ip_len;
@@ -352,7 +355,7 @@ impl Template {
             inner_type,
             out_port: p.meta.out_port,
             next_hop: p.meta.next_hop,
-            mtu: 0,
+            max_payload: -1,
             kind: tunnel.kind,
             v6,
             udp_checksum6: tunnel.udp_checksum6,
@@ -364,8 +367,68 @@ impl Template {
         })
     }
 
-    /// Encapsulates `p` (an Ethernet frame for this template's tunnel and remote) with the
-    /// template's headers and returns its verdict.
+    /// [`Template::apply`] for an IPv4 outer header (VXLAN, Geneve, IP-in-IP), the commonest
+    /// shapes: the same bytes, from the header offsets IPv4 fixes and without IPv6's branches
+    /// and checksum. A profile of `apply` showed its time spread evenly over its instructions
+    /// (no stall stood out), so fewer instructions is what makes it faster.
+    #[inline(always)]
+    fn apply_v4(&self, p: &mut PacketBuf) -> Verdict {
+        const IP: usize = ETH_LEN;
+        const UDP: usize = ETH_LEN + 20;
+        let inner = p.data().get(ETH_LEN..).unwrap_or_default();
+        let ds = match self.inner_type {
+            ETHERTYPE_IPV4 => ecn::ds_field(inner, false),
+            ETHERTYPE_IPV6 => ecn::ds_field(inner, true),
+            _ => 0,
+        };
+        if p.len() as isize > self.max_payload {
+            return Verdict::Drop(DropReason::TunnelMtuExceeded);
+        }
+        let ipip = self.kind == TunnelKind::Ipip;
+        if ipip && p.advance(ETH_LEN).is_err() {
+            return Verdict::Drop(DropReason::TunnelInnerMalformed);
+        }
+        let hash = p.meta.flow_hash;
+        // The outer IP packet: the template after its Ethernet header, then the payload.
+        let ip_total = self.len - IP + p.len();
+        let Ok(out) = p.prepend(self.len) else {
+            return Verdict::Drop(DropReason::TunnelNoHeadroom);
+        };
+        copy_header(out, &self.hdr);
+        // Every IPv4 template holds the whole IPv4 header (and a UDP one unless IP-in-IP),
+        // so these never fail.
+        let Some(h) = out.first_chunk_mut::<UDP>() else {
+            return Verdict::Drop(DropReason::TunnelInnerMalformed);
+        };
+        let w0 = 0x4500_0000 | ((ds as u32) << 16) | ip_total as u32;
+        let c = !fold16(self.rest as u64 + w0 as u64);
+        h[IP..IP + 4].copy_from_slice(&w0.to_be_bytes());
+        h[IP + 8..IP + 12].copy_from_slice(&(self.ttl_proto | c as u32).to_be_bytes());
+        if !ipip {
+            let Some(h) = out.first_chunk_mut::<{ UDP + 8 }>() else {
+                return Verdict::Drop(DropReason::TunnelInnerMalformed);
+            };
+            let udp0 = ((source_port(hash) as u32) << 16) | self.dst_port as u32;
+            h[UDP..UDP + 4].copy_from_slice(&udp0.to_be_bytes());
+            h[UDP + 4..UDP + 6].copy_from_slice(&((ip_total - 20) as u16).to_be_bytes());
+        }
+        p.meta.out_port = self.out_port;
+        p.meta.next_hop = self.next_hop;
+        Verdict::Forward(self.out_port)
+    }
+
+    /// Encapsulates `p` (an Ethernet frame of at least [`ETH_LEN`] bytes for this template's
+    /// tunnel and remote) with the template's headers and returns its verdict.
+    #[inline(always)]
+    fn encap(&self, p: &mut PacketBuf) -> Verdict {
+        if !self.v6 {
+            self.apply_v4(p)
+        } else {
+            self.apply(p)
+        }
+    }
+
+    /// [`Template::encap`] for every shape.
     #[inline]
     fn apply(&self, p: &mut PacketBuf) -> Verdict {
         let d = p.data();
@@ -375,27 +438,26 @@ impl Template {
             _ => 0,
         };
         let hash = p.meta.flow_hash;
+        if p.len() as isize > self.max_payload {
+            return Verdict::Drop(DropReason::TunnelMtuExceeded);
+        }
         if self.kind == TunnelKind::Ipip && p.advance(ETH_LEN).is_err() {
             return Verdict::Drop(DropReason::TunnelInnerMalformed);
         }
         let payload = p.len();
         let ip_len = if self.v6 { 40 } else { 20 };
         let ip_payload = self.len - ETH_LEN - ip_len + payload;
-        if ip_len + ip_payload > self.mtu as usize {
-            return Verdict::Drop(DropReason::TunnelMtuExceeded);
-        }
         let Ok(out) = p.prepend(self.len) else {
             return Verdict::Drop(DropReason::TunnelNoHeadroom);
         };
-        out.copy_from_slice(&self.hdr[..self.len]);
+        copy_header(out, &self.hdr);
         if self.v6 {
             let first = (6u32 << 28) | ((ds as u32) << 20) | (hash & 0xf_ffff);
             out[ETH_LEN..ETH_LEN + 4].copy_from_slice(&first.to_be_bytes());
             out[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
         } else {
             let w0 = 0x4500_0000 | ((ds as u32) << 16) | (20 + ip_payload) as u32;
-            let acc = self.rest + w0 as u64;
-            let c = checksum::finish(checksum::combine(acc as u32, (acc >> 32) as u32));
+            let c = !fold16(self.rest as u64 + w0 as u64);
             out[ETH_LEN..ETH_LEN + 4].copy_from_slice(&w0.to_be_bytes());
             out[ETH_LEN + 8..ETH_LEN + 12]
                 .copy_from_slice(&(self.ttl_proto | c as u32).to_be_bytes());
@@ -425,13 +487,61 @@ impl Template {
     }
 }
 
+/// The one's-complement sum `acc` (of at most a few dozen 32-bit words) folded to 16 bits, in
+/// a fixed number of steps: `checksum::finish`'s loop runs as often as the carries need, a
+/// branch that follows each packet's length and DS field.
+#[inline(always)]
+fn fold16(acc: u64) -> u16 {
+    let x = (acc & 0xffff_ffff) + (acc >> 32); // < 2^33
+    let x = (x & 0xffff) + (x >> 16); // < 2^18
+    let x = (x & 0xffff) + (x >> 16); // <= 0xffff + 3
+    ((x & 0xffff) + (x >> 16)) as u16 // <= 0xffff: a carry here leaves at most 3
+}
+
+/// Copies the first `out.len()` bytes of `hdr` into `out`. Headers of 32 to 128 bytes (every
+/// shape but Geneve with long options) are copied as fixed 32-byte blocks, the last one
+/// overlapping the one before where the length is not a multiple of 32, as glibc's memcpy does
+/// for these sizes: the same moves, without a call and a dispatch on the size per packet.
+#[inline(always)]
+fn copy_header(out: &mut [u8], hdr: &[u8; TEMPLATE_MAX]) {
+    const B: usize = 32;
+    let n = out.len();
+    if !(B..=4 * B).contains(&n) {
+        out.copy_from_slice(&hdr[..n]);
+        return;
+    }
+    let block = |i: usize| -> [u8; B] { hdr[i..i + B].try_into().unwrap_or([0; B]) };
+    let last = n - B;
+    out[..B].copy_from_slice(&block(0));
+    if n > 2 * B {
+        out[B..2 * B].copy_from_slice(&block(B));
+    }
+    if n > 3 * B {
+        out[2 * B..3 * B].copy_from_slice(&block(2 * B));
+    }
+    out[last..].copy_from_slice(&block(last));
+}
+
 /// Encapsulation; see the module documentation.
-#[derive(Default)]
 pub struct EncapStage {
     counters: Option<Arc<TunnelCounters>>,
     /// The burst's underlay lookups and header template (reset by `begin`).
     cache: UnderlayCache,
     template: Option<Template>,
+    /// The tunnel interface of `template` when that tunnel is point-to-point, else
+    /// [`NO_IFACE`]: the one compare a packet needs to take the template.
+    p2p_iface: u32,
+}
+
+impl Default for EncapStage {
+    fn default() -> EncapStage {
+        EncapStage {
+            counters: None,
+            cache: UnderlayCache::default(),
+            template: None,
+            p2p_iface: NO_IFACE,
+        }
+    }
 }
 
 impl EncapStage {
@@ -451,22 +561,12 @@ impl EncapStage {
     }
 }
 
-impl PacketStage for EncapStage {
-    fn name(&self) -> &'static str {
-        "encap"
-    }
-
-    #[inline]
-    fn begin(&mut self, cx: &Context<'_>) -> bool {
-        self.cache = UnderlayCache::default();
-        self.template = None;
-        !cx.tables.tunnels.is_empty()
-    }
-
-    /// Takes the packets the rewrite stage left `Continue` with a tunnel as `out_port`.
-    #[inline(always)]
-    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
-        let t = cx.tables;
+impl EncapStage {
+    /// Every packet the fast path of `packet` does not take: the general path, and a template
+    /// from its result. Out of line, so the loop over a burst that goes into one tunnel stays
+    /// small.
+    #[inline(never)]
+    fn general(&mut self, t: &Tables, p: &mut PacketBuf) {
         let port = p.meta.out_port;
         let Some(tunnel) = t.tunnels.by_iface(port) else { return };
         let d = p.data();
@@ -482,7 +582,7 @@ impl PacketStage for EncapStage {
         if let (Some(tpl), Some(r)) = (&self.template, remote) {
             if tpl.iface == port && tpl.remote == r && tpl.inner_type == inner_type {
                 let bytes = p.len();
-                p.meta.verdict = tpl.apply(p);
+                p.meta.verdict = tpl.encap(p);
                 self.count(t, port, p.meta.verdict, bytes);
                 return;
             }
@@ -512,11 +612,57 @@ impl PacketStage for EncapStage {
             debug_assert!(!t.tunnels.is_tunnel(out));
             if added == single as isize && one_path {
                 self.template = Template::capture(p, tunnel, r, inner_type).map(|mut tpl| {
-                    tpl.mtu = t.port(out).map_or(0, |o| o.mtu);
+                    let mtu = t.port(out).map_or(0, |o| o.mtu) as isize;
+                    // The outer IP packet is the template after its Ethernet header plus the
+                    // packet, less IP-in-IP's inner Ethernet header.
+                    let strip = if tpl.kind == TunnelKind::Ipip { ETH_LEN } else { 0 };
+                    tpl.max_payload = mtu - (tpl.len - ETH_LEN) as isize + strip as isize;
                     tpl
                 });
+                // A point-to-point tunnel's remote is the same for every packet, so its
+                // template fits every packet to the tunnel with this inner EtherType.
+                self.p2p_iface = match (&self.template, tunnel.remote) {
+                    (Some(_), Some(_)) => port as u32,
+                    _ => NO_IFACE,
+                };
             }
         }
+    }
+}
+
+/// `EncapStage::p2p_iface` when the burst has no point-to-point template (above any `PortId`).
+const NO_IFACE: u32 = u32::MAX;
+
+impl PacketStage for EncapStage {
+    fn name(&self) -> &'static str {
+        "encap"
+    }
+
+    #[inline]
+    fn begin(&mut self, cx: &Context<'_>) -> bool {
+        self.cache = UnderlayCache::default();
+        self.template = None;
+        self.p2p_iface = NO_IFACE;
+        !cx.tables.tunnels.is_empty()
+    }
+
+    /// Takes the packets the rewrite stage left `Continue` with a tunnel as `out_port`. A
+    /// packet into the tunnel of the burst's point-to-point template, with the template's
+    /// inner EtherType, gets the template straight away: the tunnel, its remote and the route
+    /// are the ones the template was built from, in this burst's snapshot.
+    #[inline(always)]
+    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+        if p.meta.out_port as u32 == self.p2p_iface {
+            if let (Some(tpl), Some(ty)) = (&self.template, p.data().get(12..14)) {
+                if u16::from_be_bytes([ty[0], ty[1]]) == tpl.inner_type {
+                    let (port, bytes) = (p.meta.out_port, p.len());
+                    p.meta.verdict = tpl.encap(p);
+                    self.count(cx.tables, port, p.meta.verdict, bytes);
+                    return;
+                }
+            }
+        }
+        self.general(cx.tables, p);
     }
 }
 
@@ -683,6 +829,66 @@ mod tests {
                     assert_eq!(p.data(), a.data(), "pattern {pattern} packet {i}");
                     assert_eq!(p.meta.next_hop, a.meta.next_hop);
                 }
+            }
+        }
+    }
+
+    /// The fixed-step fold gives what the checksum module's folding loops give.
+    #[test]
+    fn fold16_matches_the_checksum_module() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut edges = vec![0, 0xffff, 0x1_0000, 0xffff_ffff, 0x1_0000_0000, 0xffff_ffff_ffff];
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            edges.push(x >> (x % 26));
+        }
+        for acc in edges {
+            let expect = checksum::finish(checksum::combine(acc as u32, (acc >> 32) as u32));
+            assert_eq!(!fold16(acc), expect, "{acc:#x}");
+        }
+    }
+
+    /// The templates' MTU check agrees with the general path's to the byte: for every tunnel,
+    /// bursts of frames of every length around the underlay MTU (1500) less each shape's
+    /// overhead, both inner families.
+    #[test]
+    fn templates_check_the_mtu_like_the_general_path() {
+        let (t, ids) = tables();
+        let cx = Context { tables: &t, now_ns: 0 };
+        for &port in &ids {
+            for v6 in [false, true] {
+                let mut fits = [0, 0];
+                for lens in [1400..1464usize, 1450..1514] {
+                    let mut burst = Vec::new();
+                    let mut alone = Vec::new();
+                    for len in lens {
+                        let mut f = frame(if v6 { 3 } else { 1 });
+                        f.resize(len, 0);
+                        let ip_len = (len - 14) as u16;
+                        if v6 {
+                            f[18..20].copy_from_slice(&(ip_len - 40).to_be_bytes());
+                        } else {
+                            f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+                        }
+                        burst.push(buf(&f, port, 7));
+                        let mut b = buf(&f, port, 7);
+                        alone.push((output(&t, &mut b, port), b));
+                    }
+                    Stage::process(&mut EncapStage::default(), &cx, &mut burst);
+                    for (p, (v, a)) in burst.iter().zip(&alone) {
+                        assert_eq!(p.meta.verdict, *v, "port {port} v6 {v6} length {}", a.len());
+                        if matches!(v, Verdict::Forward(_)) {
+                            assert_eq!(p.data(), a.data());
+                            fits[0] += 1;
+                        } else {
+                            fits[1] += 1;
+                        }
+                    }
+                }
+                // Both sides of the limit were tried.
+                assert!(fits[0] > 0 && fits[1] > 0, "port {port} v6 {v6}: {fits:?}");
             }
         }
     }
