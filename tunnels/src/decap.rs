@@ -264,7 +264,9 @@ impl DecapStage {
             ..Meta::default()
         };
         let (data, meta) = p.data_mut_and_meta();
-        if parse::parse(data, meta, t.hash_seed).is_err() {
+        // As the parse stage does: no flow hash; the route stage computes it where the path
+        // depends on it.
+        if parse::parse_headers(data, meta).is_err() {
             return Step::Drop(DropReason::TunnelInnerMalformed);
         }
         if matches!(meta.l3, L3::Ipv4 | L3::Ipv6) {
