@@ -25,7 +25,7 @@ use ferroplane_pipeline::meta::{Addr, Meta, PortId, TunnelMeta, L3};
 use ferroplane_pipeline::parse::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use ferroplane_pipeline::stage::{Context, PacketStage};
 use ferroplane_pipeline::tables::{MacAddr, Tables};
-use ferroplane_pipeline::tunnel::{TunnelKind, IPIP_KEY, LISTENER_SLOTS};
+use ferroplane_pipeline::tunnel::{DecapKey, Tunnel, TunnelKind, IPIP_KEY, LISTENER_SLOTS};
 use ferroplane_pipeline::verdict::{DropReason, Verdict};
 
 use crate::counters::TunnelCounters;
@@ -79,6 +79,10 @@ pub struct DecapStage {
     udp_slots: [u16; LISTENER_SLOTS],
     udp_many: bool,
     ipip: bool,
+    /// The burst's last decap key and the interface of the tunnel it found: a burst's tunnel
+    /// packets mostly come from one remote, and comparing the 40-byte key costs less than
+    /// hashing it and probing the table. Reset by `begin` (never older than the snapshot).
+    last_lookup: Option<(DecapKey, PortId)>,
 }
 
 enum Step {
@@ -112,6 +116,28 @@ impl DecapStage {
         }
         self.recent[self.next] = (e, now);
         self.next = (self.next + 1) % self.recent.len();
+    }
+
+    /// [`TunnelTable::decap_lookup`](ferroplane_pipeline::tunnel::TunnelTable::decap_lookup)
+    /// through the burst's last answer.
+    #[inline]
+    fn lookup<'t>(
+        &mut self,
+        t: &'t Tables,
+        listener: u32,
+        local: &Addr,
+        vni: u32,
+        remote: &Addr,
+    ) -> Option<&'t Tunnel> {
+        let key = DecapKey { listener, local: *local, vni, remote: *remote };
+        if let Some((k, iface)) = &self.last_lookup {
+            if *k == key {
+                return t.tunnels.by_iface(*iface);
+            }
+        }
+        let tun = t.tunnels.decap_lookup(listener, local, vni, remote)?;
+        self.last_lookup = Some((key, tun.iface));
+        Some(tun)
     }
 
     /// Removes one layer of tunnel headers from `p` when it is addressed to one of our tunnels.
@@ -196,7 +222,7 @@ impl DecapStage {
                     (g.vni(), geneve::HEADER_LEN + g.options_len(), g.protocol())
                 };
                 let Some(tun) =
-                    t.tunnels.decap_lookup(m.flow.dst_port as u32, &m.flow.dst, vni, &outer_src)
+                    self.lookup(t, m.flow.dst_port as u32, &m.flow.dst, vni, &outer_src)
                 else {
                     return Step::Drop(DropReason::TunnelUnknown);
                 };
@@ -216,7 +242,7 @@ impl DecapStage {
                 if m.l4_offset == 0 {
                     return Step::Drop(DropReason::TunnelTruncated);
                 }
-                let Some(tun) = t.tunnels.decap_lookup(IPIP_KEY, &m.flow.dst, 0, &outer_src) else {
+                let Some(tun) = self.lookup(t, IPIP_KEY, &m.flow.dst, 0, &outer_src) else {
                     return Step::Drop(DropReason::TunnelUnknown);
                 };
                 let et = if m.l4_proto == IPV4_IN_IP { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
@@ -366,6 +392,7 @@ impl PacketStage for DecapStage {
             None => ([0; LISTENER_SLOTS], true),
         };
         self.ipip = t.has_ipip();
+        self.last_lookup = None;
         !t.is_empty()
     }
 
