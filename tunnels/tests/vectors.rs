@@ -731,3 +731,58 @@ fn more_listening_ports_than_listener_slots() {
     let p = decap(&t, &outer(&REMOTE4, 17, 0, &udp(49152, 4789 + n, &vxlan(100, &inner))));
     assert_eq!((p.meta.verdict, p.meta.tunnel.depth), (Verdict::Continue, 0));
 }
+
+/// One burst of tunnel packets for different tunnels, remotes and VNIs, runs of the same and
+/// alternations (the stage remembers the burst's last decap key): every packet comes out as it
+/// does decapsulated alone.
+#[test]
+fn a_mixed_burst_decapsulates_as_each_packet_alone() {
+    use ferroplane_pipeline::stage::{Context, Stage};
+    let (t, i) = vector_tables();
+    let vx = |src: &[u8], vni: u32, dst: ferroplane_pipeline::meta::PortId| {
+        outer(src, 17, 0, &udp(49152, 4789, &vxlan(vni, &inner_udp4(tun_mac(dst), 0, b"v"))))
+    };
+    let gn = outer(
+        &REMOTE4,
+        17,
+        0,
+        &udp(49152, 6081, &geneve(300, 0x6558, &[], &inner_udp4(tun_mac(i.gn4), 0, b"g"))),
+    );
+    let i4 = outer(&REMOTE4, 4, 0, &ipv4([10, 100, 0, 2], [10, 1, 0, 5], 17, 0, 64, b"xyz"));
+    let frames = [
+        vx(&REMOTE4, 100, i.vx4),
+        vx(&REMOTE4, 100, i.vx4),
+        vx(&[10, 2, 0, 9], 200, i.vxm),
+        vx(&[10, 2, 0, 8], 200, i.vxm),
+        vx(&REMOTE4, 101, i.vx4),
+        vx(&REMOTE4, 100, i.vx4),
+        gn.clone(),
+        i4.clone(),
+        vx(&REMOTE6, 100, i.vx6),
+        vx(&REMOTE4, 100, i.vx4),
+        i4,
+        gn,
+    ];
+    let mut burst: Vec<_> = frames
+        .iter()
+        .map(|f| {
+            let mut p = buf();
+            p.fill_from(f).unwrap();
+            p.meta.in_port = 0;
+            p
+        })
+        .collect();
+    let cx = Context { tables: &t, now_ns: 1 };
+    ferroplane_pipeline::l3::ParseStage.process(&cx, &mut burst);
+    DecapStage::new(None).process(&cx, &mut burst);
+    for (k, (p, f)) in burst.iter().zip(&frames).enumerate() {
+        let alone = decap(&t, f);
+        assert_eq!(p.meta.verdict, alone.meta.verdict, "packet {k}");
+        assert_eq!(p.meta.in_port, alone.meta.in_port, "packet {k}");
+        assert_eq!(p.meta.tunnel, alone.meta.tunnel, "packet {k}");
+        assert_eq!(p.data(), alone.data(), "packet {k}");
+    }
+    assert_eq!(burst[4].meta.verdict, Verdict::Drop(DropReason::TunnelUnknown));
+    assert_eq!((burst[2].meta.in_port, burst[3].meta.in_port), (i.vxm, i.vxm));
+    assert_eq!(burst[8].meta.in_port, i.vx6);
+}
