@@ -1050,6 +1050,7 @@ impl Port for DpdkPort {
             return 0;
         }
         let mut stash = stash::take(self.region.base());
+        let stale_possible = self.parked.count() != 0;
         let mut got = 0;
         let mut rearm = 0;
         // Mbufs handed back as they came (no exchange): freed the generic way below.
@@ -1081,7 +1082,13 @@ impl Port for DpdkPort {
                     && v.buf_addr as usize == self.region.frame_addr(f) + RX_BUF_OFFSET
                     && self.pending_len < PENDING;
                 if parkable {
-                    let prev = self.parked.get(f);
+                    // No slot of the region holds anything when the burst starts (the usual
+                    // case: everything parked was sent or taken back), so none can hold a
+                    // stale mbuf for this frame: the slot need not be read.
+                    let prev = match stale_possible {
+                        true => self.parked.get(f),
+                        false => std::ptr::null_mut(),
+                    };
                     let room = prev.is_null()
                         || match self.spare_frame(&mut stash, pool) {
                             Some(s) => {
@@ -1094,7 +1101,7 @@ impl Port for DpdkPort {
                         };
                     if room {
                         let m = self.mbufs[i];
-                        self.parked.park(f, m);
+                        self.parked.park(f, m, prev);
                         self.pending[self.pending_len] = (f as u32, m);
                         self.pending_len += 1;
                         // SAFETY: frame `f` belonged to mbuf i, which stays parked with it: the
@@ -1322,6 +1329,16 @@ impl Port for DpdkPort {
             DpdkCounters::add(&self.counters.tx_ring_full, refused as u64);
         }
         sent
+    }
+
+    /// Takes back what the last receive parked and nobody sent, at the start of every poll,
+    /// before any port receives: so a receive normally finds the whole region's table empty.
+    fn reclaim(&mut self, pool: &mut Pool) {
+        if self.pending_len > 0 {
+            let mut stash = stash::take(self.region.base());
+            self.settle_parked(&mut stash, pool);
+            stash::put(self.region.base(), stash);
+        }
     }
 
     fn mode_name(&self) -> Option<String> {

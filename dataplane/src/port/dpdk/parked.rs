@@ -37,11 +37,12 @@ impl Parked {
         self.slots.get(f).map_or(std::ptr::null_mut(), |s| s.load(Ordering::Relaxed))
     }
 
-    /// Parks `m` with frame `f`, in place of what the slot held (the caller has dealt with it).
+    /// Parks `m` with frame `f`, in place of `prev`, what the slot held (the caller has dealt
+    /// with it; null when the slot was empty).
     #[inline]
-    pub fn park(&self, f: usize, m: *mut sys::rte_mbuf) {
+    pub fn park(&self, f: usize, m: *mut sys::rte_mbuf, prev: *mut sys::rte_mbuf) {
         if let Some(s) = self.slots.get(f) {
-            if s.load(Ordering::Relaxed).is_null() {
+            if prev.is_null() {
                 self.add(1);
             }
             s.store(m, Ordering::Relaxed);
