@@ -872,8 +872,8 @@ pub struct DpdkPort {
     tx_pool: *mut sys::rte_mempool,
     /// The region's parked receive mbufs, shared with the worker's other ports.
     parked: Arc<parked::Parked>,
-    /// What this port's receives parked (frame, mbuf), settled by its next receive; frame
-    /// [`ORPHAN`]: an mbuf taken back that still waits for a spare frame.
+    /// What this port's receives parked (frame, mbuf), settled by its next reclaim or receive;
+    /// frame [`ORPHAN`]: an mbuf taken back that still waits for a spare frame.
     pending: [(u32, *mut sys::rte_mbuf); PENDING],
     pending_len: usize,
     /// How many of `pending`'s first entries are orphans.
@@ -1295,7 +1295,7 @@ impl Port for DpdkPort {
             }
         }
         stash::put(self.region.base(), stash);
-        // Refused: a parked mbuf stays parked (the next receive of its port takes it back if
+        // Refused: a parked mbuf stays parked (its port's next reclaim takes it back if
         // nothing sends it); a mempool carrier gets its previous frame back and returns to its
         // mempool. The packets stay in `pkts` for the caller to count.
         let refused = n - sent;

@@ -7,10 +7,11 @@
 //! (its `buf_addr` still points into it, it is in no mempool) and records it here under the
 //! frame's index; transmit, on any port of the same worker, finds it by the packet's frame,
 //! sets its data window and hands it to the device, which frees it, with the frame, back to its
-//! receive mempool: the state both started in. What is not transmitted by the receiving port's
-//! next receive (dropped, punted, refused by a device) is re-armed there with a spare frame and
-//! put back, as the exchange would have done at once, so a mempool is never short by more than
-//! the bursts in flight.
+//! receive mempool: the state both started in. What is not transmitted by the start of the next
+//! poll (dropped, punted, refused by a device) is taken back by the receiving port's `reclaim`
+//! (or its next receive, for callers that do not reclaim), re-armed with a spare frame and put
+//! back, as the exchange would have done at once, so a mempool is never short by more than the
+//! bursts in flight.
 //!
 //! Entries are valid while the frame's owner holds it; whoever takes an entry out owns the mbuf.
 //! Only the thread that holds the worker's `&mut Pool` touches a table (every port call that
