@@ -350,8 +350,6 @@ pub fn local_addresses(ports: &[PortInfo]) -> (Local4, Vec<u128>) {
             }
         }
     }
-    local4.sort_unstable();
-    local4.dedup();
     local6.sort_unstable();
     local6.dedup();
     (Local4::new(local4), local6)
