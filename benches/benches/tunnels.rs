@@ -24,6 +24,8 @@
 //! criterion runs the cases one after the other over minutes; so `cargo bench` ends with an
 //! interleaved pass ([`interleaved`]) in which every case sees the same load, and whose per-round
 //! differences to plain forwarding are the figures to compare with the floor.
+//! `TUNNELS_BENCH_ONLY=vxlan4_64,plain_64` limits that pass to the named cases and
+//! `TUNNELS_BENCH_ROUNDS` sets its length (for a profile of one case under `perf record`).
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -425,8 +427,18 @@ fn check_udp6(burst: &[PacketBuf], computed: bool) {
 /// One case: name, tables, template frames, in port, expected out port, expected length out.
 type Bench<'a> = (String, &'a Tables, Vec<Vec<u8>>, PortId, PortId, usize);
 
-/// Rounds of the interleaved pass (each round runs every case once).
+/// Rounds of the interleaved pass (each round runs every case once); `TUNNELS_BENCH_ROUNDS`
+/// sets another number (a profile wants more).
 const ROUNDS: usize = 4000;
+
+/// The cases the interleaved pass runs: all, or with `TUNNELS_BENCH_ONLY=a,b` those whose name
+/// is one of the comma-separated names (to profile one case alone).
+fn selected(name: &str) -> bool {
+    match std::env::var("TUNNELS_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|w| name == w),
+        Err(_) => true,
+    }
+}
 
 /// Every case in turn, one burst each, timed one burst at a time, for [`ROUNDS`] rounds: all
 /// cases see the same machine load, which on a shared machine drifts over the minutes criterion
@@ -434,8 +446,11 @@ const ROUNDS: usize = 4000;
 /// the median of the per-round differences to plain forwarding of the same frame size (paired
 /// in time, so load that comes and goes cancels out).
 fn interleaved(benches: &[Bench<'_>], pipeline: &mut Pipeline, burst: &mut [PacketBuf]) {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); benches.len()];
-    for _ in 0..ROUNDS {
+    let rounds = std::env::var("TUNNELS_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok());
+    let rounds = rounds.unwrap_or(ROUNDS);
+    let benches: Vec<&Bench<'_>> = benches.iter().filter(|b| selected(&b.0)).collect();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); benches.len()];
+    for _ in 0..rounds {
         for (i, (name, t, frames, inp, _, _)) in benches.iter().enumerate() {
             let start = std::time::Instant::now();
             refill(burst, frames, *inp);
@@ -447,7 +462,7 @@ fn interleaved(benches: &[Bench<'_>], pipeline: &mut Pipeline, burst: &mut [Pack
         }
     }
     println!(
-        "\ninterleaved: {ROUNDS} rounds over every case, ns per packet (wall time per burst / 64)"
+        "\ninterleaved: {rounds} rounds over every case, ns per packet (wall time per burst / 64)"
     );
     println!(
         "{:<32} {:>7} {:>7} {:>16} {:>16}",
