@@ -40,10 +40,12 @@ fn frame(i: u16, dst: u32) -> Vec<u8> {
     f
 }
 
-/// 256 bursts of 64 frames whose destinations lie inside the table's prefixes.
-fn bursts() -> Vec<Vec<Vec<u8>>> {
+/// 256 bursts of 64 frames whose destinations lie inside the table's prefixes (the first
+/// `prefixes` of them).
+fn bursts(prefixes: usize) -> Vec<Vec<Vec<u8>>> {
     let table = ferroplane_benches::routes::ipv4_table(1_000_000, 42);
-    let dests = ferroplane_benches::routes::ipv4_destinations(&table, BURST * BURSTS, 7);
+    let dests =
+        ferroplane_benches::routes::ipv4_destinations(&table[..prefixes], BURST * BURSTS, 7);
     dests
         .chunks_exact(BURST)
         .map(|c| c.iter().enumerate().map(|(i, &d)| frame(i as u16, d)).collect())
@@ -86,7 +88,7 @@ fn refill(burst: &mut [PacketBuf], frames: &[Vec<u8>]) {
 
 fn l3(c: &mut Criterion) {
     let t = tables();
-    let all = bursts();
+    let all = bursts(1_000_000);
     let mut next = 0;
     let mut pool = Pool::new(BURST, Policy::PreferHuge).unwrap();
     let mut burst: Vec<PacketBuf> = (0..BURST).map(|_| pool.alloc().unwrap()).collect();
@@ -138,17 +140,38 @@ fn l3(c: &mut Criterion) {
 const ROUNDS: usize = 20_000;
 
 /// The copy-only loop and the pipeline over the full table (the next of the 256 bursts each
-/// round), then both again on one hot burst, in turn, one burst each, timed one burst at a
-/// time: prints per packet the 10th percentile and the median of each, and the median of the
+/// round), then both again on one hot burst, then both on 256 bursts whose destinations lie in
+/// just 32 of the table's prefixes, in turn, one burst each, timed one burst at a time. The
+/// last pair tells the two costs of the first apart: its table entries stay in cache like the
+/// hot burst's, but its packets differ burst to burst like the full table's, so branches that
+/// depend on the packet cannot be learnt by the predictor from one repeated burst. Prints per packet the 10th percentile and the median of each, and the median of the
 /// per-round differences to the copy-only loop over the same frames (paired in time, so load
 /// that comes and goes cancels out): the pipeline's own cost.
 fn interleaved(t: &Tables, all: &[Vec<Vec<u8>>], pipeline: &mut Pipeline, burst: &mut [PacketBuf]) {
-    const CASES: [&str; 4] =
-        ["copy_only", "pipeline (1M prefixes)", "copy_only (hot burst)", "pipeline (hot burst)"];
+    const CASES: [&str; 6] = [
+        "copy_only",
+        "pipeline (1M prefixes)",
+        "copy_only (hot burst)",
+        "pipeline (hot burst)",
+        "copy_only (few)",
+        "pipeline (few)",
+    ];
+    let table = ferroplane_benches::routes::ipv4_table(1_000_000, 42);
+    let dests = ferroplane_benches::routes::ipv4_destinations(&table[..32], BURST * BURSTS, 7);
+    let few: Vec<Vec<Vec<u8>>> = dests
+        .chunks_exact(BURST)
+        .map(|c| c.iter().enumerate().map(|(i, &d)| frame(i as u16, d)).collect())
+        .collect();
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); CASES.len()];
     for round in 0..ROUNDS {
         for (case, s) in samples.iter_mut().enumerate() {
-            let frames = if case >= 2 { &all[0] } else { &all[round % BURSTS] };
+            let frames = if case >= 4 {
+                &few[round % BURSTS]
+            } else if case >= 2 {
+                &all[0]
+            } else {
+                &all[round % BURSTS]
+            };
             let start = std::time::Instant::now();
             refill(burst, frames);
             if case % 2 == 1 {
@@ -159,10 +182,10 @@ fn interleaved(t: &Tables, all: &[Vec<Vec<u8>>], pipeline: &mut Pipeline, burst:
         }
     }
     println!("\ninterleaved: {ROUNDS} rounds, ns per packet (wall time per burst / 64)");
-    println!("{:<24} {:>7} {:>7} {:>20}", "case", "p10", "median", "- copy_only (paired)");
+    println!("{:<26} {:>7} {:>7} {:>20}", "case", "p10", "median", "- copy_only (paired)");
     for (i, name) in CASES.iter().enumerate() {
         println!(
-            "{name:<24} {:>7.1} {:>7.1} {:>+20.1}",
+            "{name:<26} {:>7.1} {:>7.1} {:>+20.1}",
             quantile(&samples[i], 0.1),
             quantile(&samples[i], 0.5),
             paired_median(&samples[i], &samples[i / 2 * 2])
@@ -171,7 +194,7 @@ fn interleaved(t: &Tables, all: &[Vec<Vec<u8>>], pipeline: &mut Pipeline, burst:
 }
 
 fn worker(c: &mut Criterion) {
-    let all = bursts();
+    let all = bursts(1_000_000);
     let mut next = 0;
     let mut r = ferroplane_dataplane::offline::OfflineRouter::new(tables()).unwrap();
     let mut g = c.benchmark_group("worker");
