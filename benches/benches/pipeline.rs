@@ -9,7 +9,7 @@
 //!
 //! This VM's speed drifts by 2x over minutes (the copy-only loop itself has measured 3 to 24 ns
 //! a packet on different days), and criterion runs one case after the other; so `cargo bench`
-//! ends with an interleaved pass ([`interleaved`], `ferroplane_benches::interleave`): the four
+//! ends with an interleaved pass ([`interleaved`], `ferroplane_benches::interleave`): the six
 //! cases in turn, one burst each, for thousands of rounds, so they see the same load, with the
 //! pipeline's own cost as the per-round difference to the copy-only loop. Those are the figures
 //! the README quotes.
