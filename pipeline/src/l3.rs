@@ -207,9 +207,14 @@ impl PacketStage for RouteStage {
 /// already-rewritten packet so the slow path only has to fill in the MAC once it resolves.
 /// A packet routed into a tunnel stays `Continue` with its `out_port` set: the encap stage
 /// settles it.
-#[derive(Default)]
 pub struct RewriteStage {
     cache: NeighbourCache,
+}
+
+impl Default for RewriteStage {
+    fn default() -> RewriteStage {
+        RewriteStage { cache: NeighbourCache::new() }
+    }
 }
 
 impl RewriteStage {
@@ -271,7 +276,7 @@ impl PacketStage for RewriteStage {
 
     #[inline]
     fn begin(&mut self, _cx: &Context<'_>) -> bool {
-        self.cache = NeighbourCache::default();
+        self.cache = NeighbourCache::new();
         true
     }
 
@@ -284,28 +289,102 @@ impl PacketStage for RewriteStage {
 /// The last two neighbour lookups of a burst. A burst's packets mostly share a few next hops
 /// (an ECMP group's members), so most of them skip the hash probe. Lives for one burst only, so
 /// it can never be staler than the snapshot the burst runs on.
-#[derive(Default)]
+///
+/// Which of the two entries a packet hits is a coin toss with spread ECMP traffic, so both are
+/// compared and the answer selected without a branch on which matched; only a miss branches.
+/// The MAC is kept as a u64 (bit 48: resolved) so the select is one conditional move.
 struct NeighbourCache {
-    entries: [Option<(PortId, Addr, Option<MacAddr>)>; 2],
+    /// (address, port, MAC | RESOLVED or 0 for unresolved); port `u32::MAX` marks an empty
+    /// slot, which no real port id (u16) equals.
+    entries: [(u128, u32, u64); 2],
     next: usize,
 }
 
+const RESOLVED: u64 = 1 << 48;
+
 impl NeighbourCache {
+    fn new() -> NeighbourCache {
+        NeighbourCache { entries: [(0, u32::MAX, 0); 2], next: 0 }
+    }
+
     #[inline]
     fn get(&mut self, cx: &Context<'_>, port: PortId, addr: &Addr) -> Option<MacAddr> {
-        for (p, a, m) in self.entries.iter().flatten() {
-            if *p == port && a == addr {
-                return *m;
-            }
+        let a = u128::from_ne_bytes(*addr);
+        let p = port as u32;
+        let [(a0, p0, m0), (a1, p1, m1)] = self.entries;
+        let hit0 = (a0 == a) & (p0 == p);
+        let hit1 = (a1 == a) & (p1 == p);
+        let m = if hit0 { m0 } else { m1 };
+        let m = if hit0 | hit1 {
+            m
+        } else {
+            let m = cx.tables.neighbour(port, addr).map_or(0, |mac| {
+                let mut b = [0u8; 8];
+                b[..6].copy_from_slice(&mac);
+                u64::from_le_bytes(b) | RESOLVED
+            });
+            self.entries[self.next & 1] = (a, p, m);
+            self.next ^= 1;
+            m
+        };
+        if m & RESOLVED == 0 {
+            return None;
         }
-        let m = cx.tables.neighbour(port, addr);
-        self.entries[self.next] = Some((port, *addr, m));
-        self.next ^= 1;
-        m
+        let b = m.to_le_bytes();
+        Some([b[0], b[1], b[2], b[3], b[4], b[5]])
     }
 }
 
 /// True when `addr` is an IPv4-mapped address (helper for callers choosing a family).
 pub fn is_v4(addr: &crate::meta::Addr) -> bool {
     as_v4(addr).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::{PortInfo, TablesBuilder};
+    use std::net::IpAddr;
+
+    fn addr(s: &str) -> Addr {
+        crate::flow::addr_from_ip(s.parse::<IpAddr>().unwrap())
+    }
+
+    /// The branch-free cache answers like the table in every order: hits in either slot, a
+    /// third address evicting one, an unresolved neighbour, and the same address on another
+    /// port (a different entry).
+    #[test]
+    fn neighbour_cache_answers_like_the_table() {
+        let mut b = TablesBuilder::new(1);
+        for (i, name) in ["a", "b"].iter().enumerate() {
+            b.port(PortInfo {
+                name: (*name).into(),
+                mac: [2, 0, 0, 0, 0, i as u8],
+                mtu: 1500,
+                addresses: vec![],
+            });
+        }
+        b.neighbour(0, "10.0.0.1".parse().unwrap(), [2, 1, 1, 1, 1, 1]);
+        b.neighbour(0, "10.0.0.2".parse().unwrap(), [2, 2, 2, 2, 2, 2]);
+        b.neighbour(1, "10.0.0.1".parse().unwrap(), [2, 3, 3, 3, 3, 3]);
+        b.neighbour(0, "2001:db8::1".parse().unwrap(), [0xff; 6]);
+        let t = b.build().unwrap();
+        let cx = Context { tables: &t, now_ns: 0 };
+        let keys = [
+            (0, "10.0.0.1"),
+            (0, "10.0.0.2"),
+            (1, "10.0.0.1"),
+            (0, "10.0.0.3"),
+            (0, "2001:db8::1"),
+            (1, "10.0.0.2"),
+        ];
+        let mut cache = NeighbourCache::new();
+        let mut x = 7u32;
+        for _ in 0..1000 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let (port, a) = keys[(x >> 16) as usize % keys.len()];
+            let a = addr(a);
+            assert_eq!(cache.get(&cx, port, &a), t.neighbour(port, &a), "{port} {a:?}");
+        }
+    }
 }
