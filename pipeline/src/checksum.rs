@@ -26,12 +26,15 @@ pub fn sum(data: &[u8]) -> u32 {
     fold64(acc)
 }
 
+/// Folds a 64-bit accumulator to 32 bits with one end-around carry. Branch-free on purpose:
+/// whether a sum carries depends on the packet's addresses, so a fold-until-small loop is a
+/// coin-toss branch per packet with spread traffic (a repeated test burst hides it, since the
+/// predictor learns its pattern).
 #[inline(always)]
-fn fold64(mut acc: u64) -> u32 {
-    while acc > 0xffff_ffff {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
-    }
-    acc as u32
+fn fold64(acc: u64) -> u32 {
+    // With a carry out, the low sum is at most 2^32 - 2, so adding the carry cannot overflow.
+    let (s, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    s + carry as u32
 }
 
 /// Adds two partial sums.
@@ -42,11 +45,10 @@ pub fn combine(a: u32, b: u32) -> u32 {
 
 /// Folds a partial sum to 16 bits and complements it: the value to store in a header.
 #[inline]
-pub fn finish(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
+pub fn finish(acc: u32) -> u16 {
+    // One end-around carry, branch-free as in `fold64`.
+    let (s, carry) = (acc as u16).overflowing_add((acc >> 16) as u16);
+    !(s + carry as u16)
 }
 
 /// The checksum of `data` as one block (e.g. an IPv4 header with its checksum field zeroed).
@@ -142,7 +144,33 @@ mod tests {
         assert_eq!(sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
     }
 
+    /// The folds RFC 1071 describes, a loop until the carries are gone: the reference for the
+    /// branch-free ones.
+    fn fold_loop(mut acc: u64, bits: u32) -> u64 {
+        let mask = (1u64 << bits) - 1;
+        while acc > mask {
+            acc = (acc & mask) + (acc >> bits);
+        }
+        acc
+    }
+
+    #[test]
+    fn folds_at_the_carry_edges() {
+        for acc in [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_0001, 0xffff_ffff, 0x8000_8000] {
+            assert_eq!(!finish(acc) as u64, fold_loop(acc as u64, 16), "{acc:#x}");
+        }
+        for acc in [0, 0xffff_ffff, 0x1_0000_0000, 0x1_ffff_fffe, u64::MAX, u64::MAX - 1] {
+            assert_eq!(fold64(acc) as u64, fold_loop(acc, 32), "{acc:#x}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn folds_match_the_loop(acc in any::<u64>()) {
+            prop_assert_eq!(fold64(acc) as u64, fold_loop(acc, 32));
+            prop_assert_eq!(!finish(acc as u32) as u64, fold_loop(acc as u32 as u64, 16));
+        }
+
         #[test]
         fn ipv4_fast_path_agrees(h in proptest::collection::vec(any::<u8>(), 20..=60)) {
             prop_assert_eq!(verifies_ipv4_header(&h), verifies(&h));
