@@ -144,7 +144,9 @@ const ROUNDS: usize = 20_000;
 /// just 32 of the table's prefixes, in turn, one burst each, timed one burst at a time. The
 /// last pair tells the two costs of the first apart: its table entries stay in cache like the
 /// hot burst's, but its packets differ burst to burst like the full table's, so branches that
-/// depend on the packet cannot be learnt by the predictor from one repeated burst. Prints per packet the 10th percentile and the median of each, and the median of the
+/// depend on the packet cannot be learnt by the predictor from one repeated burst.
+///
+/// Prints per packet the 10th percentile and the median of each, and the median of the
 /// per-round differences to the copy-only loop over the same frames (paired in time, so load
 /// that comes and goes cancels out): the pipeline's own cost.
 fn interleaved(t: &Tables, all: &[Vec<Vec<u8>>], pipeline: &mut Pipeline, burst: &mut [PacketBuf]) {
@@ -153,24 +155,17 @@ fn interleaved(t: &Tables, all: &[Vec<Vec<u8>>], pipeline: &mut Pipeline, burst:
         "pipeline (1M prefixes)",
         "copy_only (hot burst)",
         "pipeline (hot burst)",
-        "copy_only (few)",
-        "pipeline (few)",
+        "copy_only (32 prefixes)",
+        "pipeline (32 prefixes)",
     ];
-    let table = ferroplane_benches::routes::ipv4_table(1_000_000, 42);
-    let dests = ferroplane_benches::routes::ipv4_destinations(&table[..32], BURST * BURSTS, 7);
-    let few: Vec<Vec<Vec<u8>>> = dests
-        .chunks_exact(BURST)
-        .map(|c| c.iter().enumerate().map(|(i, &d)| frame(i as u16, d)).collect())
-        .collect();
+    let few = bursts(32);
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); CASES.len()];
     for round in 0..ROUNDS {
         for (case, s) in samples.iter_mut().enumerate() {
-            let frames = if case >= 4 {
-                &few[round % BURSTS]
-            } else if case >= 2 {
-                &all[0]
-            } else {
-                &all[round % BURSTS]
+            let frames = match case {
+                0 | 1 => &all[round % BURSTS],
+                2 | 3 => &all[0],
+                _ => &few[round % BURSTS],
             };
             let start = std::time::Instant::now();
             refill(burst, frames);
