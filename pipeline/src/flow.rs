@@ -87,7 +87,10 @@ pub fn symmetric_hash_v4(
 impl FlowKey {
     /// Symmetric: `hash(a->b) == hash(b->a)`. `seed` lets a deployment pick its own function so
     /// that paths are not predictable from outside.
-    #[inline]
+    ///
+    /// Always inlined with the IPv6 half out of line: the route stage calls this per ECMP
+    /// packet, and as one call the two paths' registers were spilled around it.
+    #[inline(always)]
     pub fn symmetric_hash(&self, seed: u64) -> u32 {
         if let (Some(s), Some(d)) = (as_v4(&self.src), as_v4(&self.dst)) {
             return symmetric_hash_v4(
@@ -99,6 +102,11 @@ impl FlowKey {
                 seed,
             );
         }
+        self.symmetric_hash_v6(seed)
+    }
+
+    #[inline(never)]
+    fn symmetric_hash_v6(&self, seed: u64) -> u32 {
         let a = (u128::from_ne_bytes(self.src), self.src_port);
         let b = (u128::from_ne_bytes(self.dst), self.dst_port);
         // Order the endpoints without a branch: with random traffic the comparison is a coin

@@ -156,11 +156,11 @@ impl RouteStage {
             Some(hop) => hop,
             None => {
                 meta.flow_hash = meta.flow.symmetric_hash(t.hash_seed);
-                group.pick(meta.flow_hash)
+                group.pick_ref(meta.flow_hash)
             }
         };
-        let (port, next_hop) = match hop {
-            NextHop::Gateway { port, gateway } => (port, gateway),
+        let (port, next_hop) = match *hop {
+            NextHop::Gateway { port, ref gateway } => (port, *gateway),
             NextHop::Direct { port } => (port, meta.flow.dst),
             NextHop::Blackhole => return Verdict::Drop(DropReason::NextHopDrop),
         };

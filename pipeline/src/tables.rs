@@ -140,9 +140,9 @@ impl NextHopGroup {
 
     /// The only member of a one-member group (no hash needed to choose).
     #[inline]
-    pub fn single(&self) -> Option<NextHop> {
+    pub fn single(&self) -> Option<&NextHop> {
         match self.hops.as_slice() {
-            [only] => Some(*only),
+            [only] => Some(only),
             _ => None,
         }
     }
@@ -157,9 +157,15 @@ impl NextHopGroup {
     /// fixed trip count and no data-dependent branch.
     #[inline]
     pub fn pick(&self, flow_hash: u32) -> NextHop {
+        *self.pick_ref(flow_hash)
+    }
+
+    /// [`pick`](Self::pick) without the copy (the route stage reads two fields of it).
+    #[inline]
+    pub fn pick_ref(&self, flow_hash: u32) -> &NextHop {
         let h = flow_hash as u64;
         let i = self.bounds.iter().map(|&b| (h >= b) as usize).sum::<usize>();
-        self.hops[i.min(self.hops.len() - 1)]
+        &self.hops[i.min(self.hops.len() - 1)]
     }
 
     pub fn members(&self) -> impl Iterator<Item = (NextHop, u32)> + '_ {
