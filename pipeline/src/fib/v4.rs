@@ -127,9 +127,9 @@ impl Fib4 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a hint; `addr >> 8 < 2^24 == tbl24.len()`, so the pointer is in bounds.
         unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T2};
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let p = self.tbl24.as_ptr().add((addr >> 8) as usize);
-            _mm_prefetch::<_MM_HINT_T2>(p as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = addr;
