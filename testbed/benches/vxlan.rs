@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use ferroplane_dataplane::demo::{router_config, RouterProcess};
 use ferroplane_dataplane::netns::{addr, ns_run, Topology};
+use ferroplane_testbed::live::kernel_vxlan;
 use ferroplane_testbed::{min_median_max, require_tool, target_file, workspace_bin};
 
 const RUNS: usize = 5;
@@ -45,30 +46,9 @@ fn sh(ns: &str, args: &[&str]) {
 /// h2's kernel VXLAN endpoint, and h1's MTU set to the tunnel's.
 fn setup_hosts(topo: &Topology) {
     let h2 = &topo.h2;
-    sh(
-        h2,
-        &[
-            "ip",
-            "link",
-            "add",
-            "vxlan100",
-            "type",
-            "vxlan",
-            "id",
-            VNI,
-            "local",
-            addr::H2_V4,
-            "remote",
-            addr::R_RIGHT_V4,
-            "dstport",
-            "4789",
-            "dev",
-            &topo.h2_if,
-        ],
-    );
+    let overlay = format!("{H2_OVERLAY}/24");
+    kernel_vxlan(h2, "vxlan100", VNI, (addr::H2_V4, addr::R_RIGHT_V4), &topo.h2_if, &overlay);
     sh(h2, &["ethtool", "-K", "vxlan100", "tx", "off", "rx", "off"]);
-    sh(h2, &["ip", "addr", "add", &format!("{H2_OVERLAY}/24"), "dev", "vxlan100"]);
-    sh(h2, &["ip", "link", "set", "vxlan100", "up"]);
     // Replies to h1 go back through the tunnel (the default route would bypass it).
     sh(h2, &["ip", "route", "add", "10.1.0.0/24", "via", R_OVERLAY, "dev", "vxlan100"]);
     sh(&topo.h1, &["ip", "link", "set", &topo.h1_if, "mtu", TUNNEL_MTU]);
@@ -80,32 +60,10 @@ fn kernel_mode(topo: &Topology, on: bool) {
     if on {
         sh(r, &["ip", "addr", "add", &format!("{}/24", addr::R_LEFT_V4), "dev", &topo.left]);
         sh(r, &["ip", "addr", "add", &format!("{}/24", addr::R_RIGHT_V4), "dev", &topo.right]);
-        sh(
-            r,
-            &[
-                "ip",
-                "link",
-                "add",
-                "vx0",
-                "address",
-                R_OVERLAY_MAC,
-                "type",
-                "vxlan",
-                "id",
-                VNI,
-                "local",
-                addr::R_RIGHT_V4,
-                "remote",
-                addr::H2_V4,
-                "dstport",
-                "4789",
-                "dev",
-                &topo.right,
-            ],
-        );
+        let overlay = format!("{R_OVERLAY}/24");
+        kernel_vxlan(r, "vx0", VNI, (addr::R_RIGHT_V4, addr::H2_V4), &topo.right, &overlay);
+        sh(r, &["ip", "link", "set", "vx0", "address", R_OVERLAY_MAC]);
         sh(r, &["ethtool", "-K", "vx0", "tx", "off", "rx", "off"]);
-        sh(r, &["ip", "addr", "add", &format!("{R_OVERLAY}/24"), "dev", "vx0"]);
-        sh(r, &["ip", "link", "set", "vx0", "up"]);
         sh(r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     } else {
         let _ = ns_run(r, &["ip", "link", "del", "vx0"]);

@@ -177,6 +177,54 @@ pub mod live {
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
     }
 
+    /// Runs a command in a namespace; it must succeed.
+    pub fn must(ns: &str, args: &[&str]) {
+        let o = ferroplane_dataplane::netns::ns_run(ns, args)
+            .unwrap_or_else(|e| panic!("{args:?} in {ns}: {e}"));
+        assert!(o.status.success(), "{args:?} in {ns}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// The Linux kernel's own `vxlan` device `name` in namespace `ns`, a real peer for
+    /// ferroplane's VXLAN tunnels: VNI `vni` from `local` to `remote` over `dev`, on the IANA
+    /// port 4789 (iproute2's default is 8472, the pre-IANA Linux one), with `overlay`
+    /// (address/len) on it, up.
+    pub fn kernel_vxlan(
+        ns: &str,
+        name: &str,
+        vni: &str,
+        (local, remote): (&str, &str),
+        dev: &str,
+        overlay: &str,
+    ) {
+        must(
+            ns,
+            &[
+                "ip", "link", "add", name, "type", "vxlan", "id", vni, "local", local, "remote",
+                remote, "dstport", "4789", "dev", dev,
+            ],
+        );
+        must(ns, &["ip", "addr", "add", overlay, "dev", name]);
+        must(ns, &["ip", "link", "set", name, "up"]);
+    }
+
+    /// Three pings from namespace `ns` to `dst` must all come back, with `ttl` in the replies
+    /// (64 from the router itself, 63 one router hop away); `log` (the router's) goes into the
+    /// failure message.
+    pub fn ping_ok(ns: &str, dst: &str, v6: bool, ttl: &str, log: &dyn Fn() -> String) {
+        let mut args = vec!["ping", "-c", "3", "-i", "0.2", "-W", "2"];
+        if v6 {
+            args.push("-6");
+        }
+        args.push(dst);
+        let out = sh(ns, &args);
+        assert!(
+            out.contains(" 0% packet loss"),
+            "ping {dst} from {ns}:\n{out}\nrouter log:\n{}",
+            log()
+        );
+        assert!(out.contains(&format!("ttl={ttl}")), "ttl={ttl} expected:\n{out}");
+    }
+
     pub fn stats(b: &Bed) -> Stats {
         match call(&b.router.socket, Request::Stats) {
             Ok(Reply::Stats(s)) => s,

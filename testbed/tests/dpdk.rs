@@ -11,7 +11,7 @@ use std::time::Duration;
 use ferroplane_ctl::{call, Reply, Request};
 use ferroplane_dataplane::demo::RouterProcess;
 use ferroplane_dataplane::netns::{addr, Topology};
-use ferroplane_testbed::live::{bed_with, port, sh, stats, tcp_transfer, Bed, SERIAL};
+use ferroplane_testbed::live::{bed_with, ping_ok, port, sh, stats, tcp_transfer, Bed, SERIAL};
 use ferroplane_testbed::workspace_bin;
 
 /// The testbed's router configuration with both ports on net_af_packet (`qpairs` queues each).
@@ -36,21 +36,6 @@ fn port_show(socket: &std::path::Path) -> Vec<ferroplane_ctl::PortInfo> {
         Ok(Reply::Ports { ports }) => ports,
         other => panic!("port show: {other:?}"),
     }
-}
-
-fn ping_ok(ns: &str, dst: &str, v6: bool, ttl: &str, log: &dyn Fn() -> String) {
-    let mut args = vec!["ping", "-c", "3", "-i", "0.2", "-W", "2"];
-    if v6 {
-        args.push("-6");
-    }
-    args.push(dst);
-    let out = sh(ns, &args);
-    assert!(
-        out.contains(" 0% packet loss"),
-        "ping {dst} from {ns}:\n{out}\nrouter log:\n{}",
-        log()
-    );
-    assert!(out.contains(&format!("ttl={ttl}")), "ttl={ttl} expected:\n{out}");
 }
 
 #[test]

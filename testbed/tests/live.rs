@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferroplane_dataplane::netns::{addr, ns_run};
-use ferroplane_testbed::live::{bed, port, sh, stats, tcp_transfer, SERIAL};
+use ferroplane_testbed::live::{bed, ping_ok, port, sh, stats, tcp_transfer, SERIAL};
 use ferroplane_testbed::{require_tool, workspace_bin};
 
 #[test]
@@ -20,19 +20,8 @@ fn ping_both_ways_ipv4_ipv6_ttl_decremented_neighbours_resolved_by_ferroplane() 
         (&t.h1, addr::H2_V6, true),
         (&t.h2, addr::H1_V6, true),
     ] {
-        let mut args = vec!["ping", "-c", "3", "-i", "0.2", "-W", "2"];
-        if v6 {
-            args.push("-6");
-        }
-        args.push(dst);
-        let out = sh(ns, &args);
-        assert!(
-            out.contains(" 0% packet loss"),
-            "ping {dst} from {ns}:\n{out}\nrouter log:\n{}",
-            b.router.log_text()
-        );
         // The host sent TTL/hop limit 64; one router hop later the reply arrives with 63.
-        assert!(out.contains("ttl=63"), "TTL not decremented exactly once:\n{out}");
+        ping_ok(ns, dst, v6, "63", &|| b.router.log_text());
     }
     // h1 learned the router's MAC from ferroplane's ARP reply and NA.
     let left_mac = t.router_mac(&t.left).unwrap();

@@ -4,8 +4,8 @@
 //! from zero. Needs root (network namespaces, AF_XDP).
 
 use ferroplane_ctl::{call, Reply, Request, Stats};
-use ferroplane_dataplane::netns::{addr, ns_run};
-use ferroplane_testbed::live::{bed_with, sh, stats, Bed, SERIAL};
+use ferroplane_dataplane::netns::addr;
+use ferroplane_testbed::live::{bed_with, kernel_vxlan, sh, stats, Bed, SERIAL};
 
 /// A point-to-point VXLAN tunnel to h2 and nothing routed through it.
 const TUNNEL: &str = r#"
@@ -17,11 +17,6 @@ remote = "10.2.0.2"
 vni = 100
 addresses = ["10.100.0.1/24"]
 "#;
-
-fn must(ns: &str, args: &[&str]) {
-    let o = ns_run(ns, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
 
 fn tunnel(s: &Stats, name: &str) -> (u64, u64, u64, u64) {
     let t = s.tunnels.iter().find(|t| t.name == name).expect("tunnel in stats");
@@ -40,29 +35,7 @@ fn slow_path_replies_count_as_tunnel_tx_and_a_reused_slot_starts_from_zero() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let b = bed_with("tc", &[1], 1, &|c| c + TUNNEL);
     let (h2, dev) = (&b.topo.h2, &b.topo.h2_if);
-    must(
-        h2,
-        &[
-            "ip",
-            "link",
-            "add",
-            "vx0",
-            "type",
-            "vxlan",
-            "id",
-            "100",
-            "local",
-            addr::H2_V4,
-            "remote",
-            addr::R_RIGHT_V4,
-            "dstport",
-            "4789",
-            "dev",
-            dev,
-        ],
-    );
-    must(h2, &["ip", "addr", "add", "10.100.0.2/24", "dev", "vx0"]);
-    must(h2, &["ip", "link", "set", "vx0", "up"]);
+    kernel_vxlan(h2, "vx0", "100", (addr::H2_V4, addr::R_RIGHT_V4), dev, "10.100.0.2/24");
     // Only ferroplane's own overlay address: everything ferroplane sends into vx0 (the ARP
     // reply, the echo replies) comes from the slow path.
     let out = sh(h2, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.100.0.1"]);

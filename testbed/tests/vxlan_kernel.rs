@@ -9,8 +9,10 @@
 use std::time::Duration;
 
 use ferroplane_ctl::{call, Reply, Request};
-use ferroplane_dataplane::netns::{addr, ns_run};
-use ferroplane_testbed::live::{bed_with, port, sh, stats, tcp_transfer, Bed, SERIAL};
+use ferroplane_dataplane::netns::addr;
+use ferroplane_testbed::live::{
+    bed_with, kernel_vxlan, must, port, sh, stats, tcp_transfer, Bed, SERIAL,
+};
 
 const TUNNEL: &str = r#"
 [[tunnel]]
@@ -30,40 +32,14 @@ prefix = "fd00:200::/64"
 nexthops = [{ via = "fd00:100::2" }]
 "#;
 
-/// Runs a command in a namespace; it must succeed.
-fn must(ns: &str, args: &[&str]) {
-    let o = ns_run(ns, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
 /// The router with the tunnel, and h2's kernel end of it.
 fn vxlan_bed(tag: &str) -> Bed {
     let b = bed_with(tag, &[1], 1, &|c| c + TUNNEL);
     let h2 = &b.topo.h2;
     let dev = &b.topo.h2_if;
     let run = |args: &[&str]| must(h2, args);
-    // iproute2's default port is 8472 (the pre-IANA Linux one): give 4789 explicitly.
-    run(&[
-        "ip",
-        "link",
-        "add",
-        "vx0",
-        "type",
-        "vxlan",
-        "id",
-        "100",
-        "local",
-        addr::H2_V4,
-        "remote",
-        addr::R_RIGHT_V4,
-        "dstport",
-        "4789",
-        "dev",
-        dev,
-    ]);
-    run(&["ip", "addr", "add", "10.100.0.2/24", "dev", "vx0"]);
+    kernel_vxlan(h2, "vx0", "100", (addr::H2_V4, addr::R_RIGHT_V4), dev, "10.100.0.2/24");
     run(&["ip", "-6", "addr", "add", "fd00:100::2/64", "dev", "vx0", "nodad"]);
-    run(&["ip", "link", "set", "vx0", "up"]);
     run(&["ip", "addr", "add", "10.200.0.2/32", "dev", "lo"]);
     run(&["ip", "-6", "addr", "add", "fd00:200::2/128", "dev", "lo"]);
     // h1's networks only through the tunnel.
