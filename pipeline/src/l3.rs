@@ -30,10 +30,11 @@ impl PacketStage for ParseStage {
     }
 
     #[inline(always)]
-    fn packet(&mut self, _cx: &Context<'_>, p: &mut PacketBuf) {
+    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
         let (data, meta) = p.data_and_meta();
-        if let Err(r) = parse::parse_headers(data, meta) {
-            meta.verdict = Verdict::Drop(r);
+        match parse::parse_headers(data, meta) {
+            Ok(()) => cx.tables.prefetch_route(&meta.flow.dst),
+            Err(r) => meta.verdict = Verdict::Drop(r),
         }
     }
 }
@@ -127,11 +128,7 @@ impl PacketStage for InputStage {
 
     #[inline(always)]
     fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
-        let v = Self::classify(cx, p.data(), &p.meta);
-        if v == Verdict::Continue {
-            cx.tables.prefetch_route(&p.meta.flow.dst);
-        }
-        p.meta.verdict = v;
+        p.meta.verdict = Self::classify(cx, p.data(), &p.meta);
     }
 }
 
