@@ -30,11 +30,10 @@ impl PacketStage for ParseStage {
     }
 
     #[inline(always)]
-    fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
+    fn packet(&mut self, _cx: &Context<'_>, p: &mut PacketBuf) {
         let (data, meta) = p.data_and_meta();
-        match parse::parse_headers(data, meta) {
-            Ok(()) => cx.tables.prefetch_route(&meta.flow.dst),
-            Err(r) => meta.verdict = Verdict::Drop(r),
+        if let Err(r) = parse::parse_headers(data, meta) {
+            meta.verdict = Verdict::Drop(r);
         }
     }
 }
@@ -128,7 +127,11 @@ impl PacketStage for InputStage {
 
     #[inline(always)]
     fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
-        p.meta.verdict = Self::classify(cx, p.data(), &p.meta);
+        let v = Self::classify(cx, p.data(), &p.meta);
+        if v == Verdict::Continue {
+            cx.tables.prefetch_route(&p.meta.flow.dst);
+        }
+        p.meta.verdict = v;
     }
 }
 
