@@ -290,9 +290,9 @@ impl PacketStage for RewriteStage {
 /// (an ECMP group's members), so most of them skip the hash probe. Lives for one burst only, so
 /// it can never be staler than the snapshot the burst runs on.
 ///
-/// Which of the two entries a packet hits is a coin toss with spread ECMP traffic, so both are
-/// compared and the answer selected without a branch on which matched; only a miss branches.
-/// The MAC is kept as a u64 (bit 48: resolved) so the select is one conditional move.
+/// Which of the two entries a packet hits is a coin toss with spread ECMP traffic, so the entry
+/// is chosen without a branch on which matched; only a miss branches.
+/// The MAC is kept as a u64 (bit 48: resolved) so an entry is one plain 32-byte record.
 struct NeighbourCache {
     /// (address, port, MAC | RESOLVED or 0 for unresolved); port `u32::MAX` marks an empty
     /// slot, which no real port id (u16) equals.
@@ -311,11 +311,12 @@ impl NeighbourCache {
     fn get(&mut self, cx: &Context<'_>, port: PortId, addr: &Addr) -> Option<MacAddr> {
         let a = u128::from_ne_bytes(*addr);
         let p = port as u32;
-        let [(a0, p0, m0), (a1, p1, m1)] = self.entries;
-        let hit0 = (a0 == a) & (p0 == p);
-        let hit1 = (a1 == a) & (p1 == p);
-        let m = if hit0 { m0 } else { m1 };
-        let m = if hit0 | hit1 {
+        let (a0, p0, _) = self.entries[0];
+        // The entry to try: 0 if it matches, else 1. Then one compare of that entry decides hit
+        // or miss; testing `hit0 | hit1` directly was compiled as two branches, the first of
+        // which is the coin toss again.
+        let (ai, pi, m) = self.entries[((a0 != a) | (p0 != p)) as usize];
+        let m = if (ai == a) & (pi == p) {
             m
         } else {
             let m = cx.tables.neighbour(port, addr).map_or(0, |mac| {
