@@ -196,8 +196,20 @@ pub struct Tables {
     pub fdb: Arc<Fdb>,
     /// Seed of the flow hash (ECMP).
     pub hash_seed: u64,
-    /// Bumped on every publish, so a reader can tell snapshots apart.
+    /// This snapshot's identity: unique in the process (from [`next_generation`]), given by
+    /// [`TablesBuilder::build`], [`TableHandle::publish`] and [`Tables::with_neighbours`] and
+    /// never reused, so a worker may keep what it derives from a snapshot (the encap stage's
+    /// header templates) across bursts for as long as the generation it sees stays the same.
+    /// A clone changed in place keeps its original's number until it is published: it must
+    /// not reach a pipeline before that.
     pub generation: u64,
+}
+
+/// A snapshot generation no other snapshot of this process has had (see
+/// [`Tables::generation`]).
+pub fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Tables {
@@ -265,7 +277,7 @@ impl Tables {
 
     /// A copy with a different neighbour table (cheap: the FIBs are shared).
     pub fn with_neighbours(&self, neighbours: NeighbourMap) -> Tables {
-        Tables { neighbours: Arc::new(neighbours), generation: self.generation + 1, ..self.clone() }
+        Tables { neighbours: Arc::new(neighbours), generation: next_generation(), ..self.clone() }
     }
 }
 
@@ -288,9 +300,9 @@ impl TableHandle {
         self.0.load_full()
     }
 
-    /// Makes `t` current. Workers see it from their next burst.
+    /// Makes `t` current, under a generation of its own. Workers see it from their next burst.
     pub fn publish(&self, mut t: Tables) {
-        t.generation = self.0.load().generation + 1;
+        t.generation = next_generation();
         self.0.store(Arc::new(t));
     }
 }
@@ -574,7 +586,7 @@ impl TablesBuilder {
             tunnels: Arc::new(tunnels),
             fdb: Arc::new(self.fdb),
             hash_seed: self.hash_seed,
-            generation: 0,
+            generation: next_generation(),
         })
     }
 }
@@ -647,6 +659,24 @@ mod tests {
         let one = NextHopGroup::new(&[(hops[3], 9)]);
         assert_eq!(one.pick(0), hops[3]);
         assert_eq!(one.pick(u32::MAX), hops[3]);
+    }
+
+    /// Every way a snapshot comes to be gives it a generation no other snapshot had, so a cache
+    /// keyed by it can never mistake one snapshot for another.
+    #[test]
+    fn every_snapshot_has_a_generation_of_its_own() {
+        let a = TablesBuilder::new(1).build().unwrap();
+        let b = TablesBuilder::new(1).build().unwrap();
+        let c = a.with_neighbours(NeighbourMap::default());
+        let h = TableHandle::new(b.clone());
+        h.publish(a.clone());
+        let d = h.load().generation;
+        h.publish(Tables::clone(&h.load()));
+        let e = h.load().generation;
+        let mut g = vec![a.generation, b.generation, c.generation, d, e];
+        g.sort_unstable();
+        g.dedup();
+        assert_eq!(g.len(), 5, "{g:?}");
     }
 
     #[test]
