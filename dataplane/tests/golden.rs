@@ -479,8 +479,8 @@ fn a_frame_bigger_than_a_buffer_is_a_counted_drop() {
 }
 
 /// A packet routed into a tunnel takes its inner flow's hash to the outer header (the VXLAN
-/// source port, RFC 7348 5), though the parse stage no longer computes it: the route stage
-/// does for tunnel-bound packets.
+/// source port, RFC 7348 5), though neither the parse stage nor (for a single-path route) the
+/// route stage computes it: the encap stage does for the outer headers that carry it.
 #[test]
 fn tunnel_bound_packets_carry_their_flow_hash_into_the_outer_source_port() {
     let text = format!(

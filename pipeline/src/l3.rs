@@ -149,10 +149,9 @@ impl RouteStage {
         let Some(group) = t.groups.get(group_id as usize) else {
             return Verdict::Drop(DropReason::NextHopDrop);
         };
-        // The flow hash (the parse stage leaves it 0) only where something depends on it: the
-        // choice in an ECMP group, and the entropy of a tunnel's outer header.
-        let single = group.single();
-        let hop = match single {
+        // The flow hash (the parse stage leaves it 0) only where the choice depends on it: an
+        // ECMP group. (The encap stage computes it for the entropy of a tunnel's outer header.)
+        let hop = match group.single() {
             Some(hop) => hop,
             None => {
                 meta.flow_hash = meta.flow.symmetric_hash(t.hash_seed);
@@ -164,9 +163,6 @@ impl RouteStage {
             NextHop::Direct { port } => (port, meta.flow.dst),
             NextHop::Blackhole => return Verdict::Drop(DropReason::NextHopDrop),
         };
-        if single.is_some() && port >= t.tunnels.first_iface() {
-            meta.flow_hash = meta.flow.symmetric_hash(t.hash_seed);
-        }
         let Some(out) = t.port(port) else {
             return Verdict::Drop(DropReason::NextHopDrop);
         };

@@ -47,7 +47,8 @@ pub struct Meta {
     pub flow: FlowKey,
     /// Symmetric hash of `flow` (ECMP, tunnel entropy; later Maglev and conntrack). The parse
     /// stage leaves it 0; the route stage sets it for packets whose path depends on it (an
-    /// ECMP group, a tunnel), [`crate::parse::parse`] for everyone else who asks.
+    /// ECMP group), the encap stage for those whose outer header carries it (a UDP source port,
+    /// an IPv6 flow label), [`crate::parse::parse`] for everyone else who asks.
     pub flow_hash: u32,
     /// Egress port chosen by routing.
     pub out_port: PortId,
@@ -87,6 +88,30 @@ impl Meta {
         traced: false,
         tunnel: TunnelMeta { depth: 0, vni: 0, options_at: 0, options_len: 0 },
     };
+}
+
+impl Meta {
+    /// [`FlowKey::symmetric_hash`] of `flow`. An IPv4 packet's addresses are IPv4-mapped, so
+    /// its hash is taken from their last 4 bytes inline, without the general function's check
+    /// of both addresses for the mapped prefix and without its call (its IPv6 half keeps it out
+    /// of line).
+    #[inline(always)]
+    pub fn flow_hash_of(&self, seed: u64) -> u32 {
+        let f = &self.flow;
+        if self.l3 == L3::Ipv4 {
+            let v4 = |a: &[u8; 16]| u32::from_be_bytes([a[12], a[13], a[14], a[15]]);
+            crate::flow::symmetric_hash_v4(
+                v4(&f.src),
+                v4(&f.dst),
+                f.src_port,
+                f.dst_port,
+                f.proto,
+                seed,
+            )
+        } else {
+            f.symmetric_hash(seed)
+        }
+    }
 }
 
 impl Default for Meta {

@@ -14,6 +14,13 @@
 //! entropy for the underlay's ECMP, in the dynamic range), IPv6 flow label from it too (RFC
 //! 6438), DS field copied from the inner packet (RFC 6040 normal mode), DF set and ID 0 on IPv4
 //! (RFC 6864: the outer packet is never fragmented, the tunnel MTU accounts for the overhead).
+//!
+//! That general path runs once per point-to-point tunnel and inner family per snapshot: its
+//! result becomes a template (the outer headers with the underlay MACs resolved) that the stage
+//! keeps until the snapshot's generation changes, so the next packets into the tunnel, in this
+//! burst and the following ones, get a copy of it with their lengths, DS field, checksum and
+//! UDP source port written in. The flow hash for that source port (and the IPv6 flow label) is
+//! computed here, inline, where the outer header needs it, not by the route stage.
 
 use ferroplane_pipeline::buf::PacketBuf;
 use ferroplane_pipeline::checksum;
@@ -164,11 +171,10 @@ fn geneve_critical(opts: &[u8]) -> bool {
     false
 }
 
-/// What [`output_cached`] learned about the underlay during one burst: the last remote's route
-/// and whether it is one of our addresses, and the last underlay neighbour. A burst's packets
-/// mostly go to one remote, so most of them skip the FIB lookup, the local-address scan and the
-/// neighbour probe. Lives for one burst (one snapshot) only, as the rewrite stage's neighbour
-/// cache does, so it can never be staler than the tables it came from.
+/// What [`output_cached`] learned about the underlay: the last remote's route and whether it is
+/// one of our addresses, and the last underlay neighbour. Packets mostly go to one remote, so
+/// most of them skip the FIB lookup, the local-address scan and the neighbour probe. Lives as
+/// long as the snapshot it came from (the encap stage forgets it when the generation changes).
 #[derive(Default)]
 pub struct UnderlayCache {
     remote: Option<(Addr, bool, Option<NextHopId>)>,
@@ -287,16 +293,24 @@ pub fn output_cached(
     }
 }
 
-/// The outer headers the last packet to one (tunnel, remote) got, kept for the rest of the burst
-/// (VPP's rewrite string): the next packets copy them whole and patch only what varies per
-/// packet (lengths, DS field, UDP source port, flow label, checksums), skipping the route,
-/// neighbour and header-building work. Built from a packet the general path encapsulated, so it
-/// can never disagree with it; lives for one burst, so it can never be staler than the snapshot.
+/// The outer headers one packet to a (tunnel, remote) got (VPP's rewrite string): the next
+/// packets there copy them whole and patch only what varies per packet (lengths, DS field, UDP
+/// source port, flow label, checksums), skipping the route, neighbour and header-building work.
+/// Built from a packet the general path encapsulated, so it can never disagree with it. It
+/// depends on nothing but the snapshot it was built in (the tunnel, the route and underlay
+/// neighbour of its remote, the underlay port's MAC and MTU), so the stage keeps it for as long
+/// as that snapshot is current ([`Tables::generation`]).
+#[derive(Clone)]
 struct Template {
     iface: PortId,
     remote: Addr,
     /// Inner EtherType the template was built for (IP-in-IP's protocol follows it).
     inner_type: u16,
+    /// The inner DS field is `(bytes 14..16 of the inner frame, big-endian) >> ds_shift &
+    /// ds_mask`: byte 15 of an IPv4 packet (shift 0), the traffic class across bytes 14 and 15
+    /// of an IPv6 one (shift 4), 0 for anything else (mask 0). No branch on the family.
+    ds_shift: u8,
+    ds_mask: u8,
     out_port: PortId,
     next_hop: Addr,
     /// The longest packet (as the stage gets it: IP-in-IP's still with its inner Ethernet
@@ -304,6 +318,9 @@ struct Template {
     max_payload: isize,
     kind: TunnelKind,
     v6: bool,
+    /// Whether the outer headers carry the flow hash (a UDP source port, an IPv6 flow label):
+    /// all but IP-in-IP in IPv4.
+    hashed: bool,
     udp_checksum6: bool,
     /// The UDP destination port (VXLAN and Geneve), kept here so `apply` builds the first UDP
     /// word in a register instead of reading it back from the bytes it has just copied (a
@@ -311,16 +328,39 @@ struct Template {
     dst_port: u16,
     len: usize,
     hdr: [u8; TEMPLATE_MAX],
-    /// IPv4: the one's-complement sum of the header words that never change (all but the first
-    /// word and the checksum), folded to 16 bits, and the TTL/protocol word.
-    rest: u32,
-    ttl_proto: u32,
+    /// IPv4: the sum of the header's 16-bit words that are the same for every packet, with
+    /// the version/IHL byte of the first one (`0x4500`): all but the DS byte, the total length
+    /// and the checksum. At most 9 words, so under 2^20.
+    csum_base: u32,
 }
 
 /// Ethernet, IPv6, UDP, Geneve base header and the largest options area the config allows.
 const TEMPLATE_MAX: usize = 14 + 40 + 8 + 8 + 128;
 
+/// `Template::iface` of an empty slot (no tunnel interface has it: interface ids index
+/// `Tables::ports`, which is far shorter).
+const NO_PORT: PortId = PortId::MAX;
+
 impl Template {
+    const EMPTY: Template = Template {
+        iface: NO_PORT,
+        remote: [0; 16],
+        inner_type: 0,
+        ds_shift: 0,
+        ds_mask: 0,
+        out_port: 0,
+        next_hop: [0; 16],
+        max_payload: -1,
+        kind: TunnelKind::Vxlan,
+        v6: false,
+        hashed: false,
+        udp_checksum6: false,
+        dst_port: 0,
+        len: 0,
+        hdr: [0; TEMPLATE_MAX],
+        csum_base: 0,
+    };
+
     /// The template of `p`, which the general path has just encapsulated once (no nesting) and
     /// sent to `out_port`. `None` when the headers do not have the single-level shape.
     fn capture(p: &PacketBuf, tunnel: &Tunnel, remote: Addr, inner_type: u16) -> Option<Template> {
@@ -334,110 +374,135 @@ impl Template {
         let d = p.data().get(..len)?;
         let mut hdr = [0u8; TEMPLATE_MAX];
         hdr.get_mut(..len)?.copy_from_slice(d);
-        let w = |i: usize| u32::from_be_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
-        let (mut rest, mut ttl_proto) = (0, 0);
+        let mut csum_base = 0;
         if !v6 {
-            ttl_proto = w(ETH_LEN + 8) & 0xffff_0000;
-            let sum = w(ETH_LEN + 4) as u64
-                + ttl_proto as u64
-                + w(ETH_LEN + 12) as u64
-                + w(ETH_LEN + 16) as u64;
-            rest = fold16(sum) as u32;
+            let w16 = |i: usize| u16::from_be_bytes([hdr[i], hdr[i + 1]]) as u32;
+            // Words 2-4 (ID, flags, TTL and protocol) and 6-9 (the addresses).
+            let same = [2, 3, 4, 6, 7, 8, 9].map(|i| w16(ETH_LEN + 2 * i));
+            csum_base = 0x4500 + same.iter().sum::<u32>();
         }
         if tunnel.kind != TunnelKind::Ipip {
             let at = ETH_LEN + ip_len;
             hdr[at + 6] = 0;
             hdr[at + 7] = 0;
         }
+        let (ds_shift, ds_mask) = match inner_type {
+            ETHERTYPE_IPV4 => (0, 0xff),
+            ETHERTYPE_IPV6 => (4, 0xff),
+            _ => (0, 0),
+        };
         Some(Template {
             iface: tunnel.iface,
             remote,
             inner_type,
+            ds_shift,
+            ds_mask,
             out_port: p.meta.out_port,
             next_hop: p.meta.next_hop,
             max_payload: -1,
             kind: tunnel.kind,
             v6,
+            hashed: v6 || tunnel.kind != TunnelKind::Ipip,
             udp_checksum6: tunnel.udp_checksum6,
             dst_port: tunnel.dst_port,
             len,
             hdr,
-            rest,
-            ttl_proto,
+            csum_base,
         })
     }
 
-    /// [`Template::apply`] for an IPv4 outer header (VXLAN, Geneve, IP-in-IP), the commonest
-    /// shapes: the same bytes, from the header offsets IPv4 fixes and without IPv6's branches
-    /// and checksum. A profile of `apply` showed its time spread evenly over its instructions
-    /// (no stall stood out), so fewer instructions is what makes it faster.
+    /// The inner DS field of a frame whose first 16 bytes are `h` (see `ds_shift`), as
+    /// `ecn::ds_field` reads it for this template's inner EtherType.
     #[inline(always)]
-    fn apply_v4(&self, p: &mut PacketBuf) -> Verdict {
-        const IP: usize = ETH_LEN;
-        const UDP: usize = ETH_LEN + 20;
-        let inner = p.data().get(ETH_LEN..).unwrap_or_default();
-        let ds = match self.inner_type {
-            ETHERTYPE_IPV4 => ecn::ds_field(inner, false),
-            ETHERTYPE_IPV6 => ecn::ds_field(inner, true),
-            _ => 0,
-        };
-        if p.len() as isize > self.max_payload {
+    fn ds(&self, h: &[u8; 16]) -> u8 {
+        (u16::from_be_bytes([h[14], h[15]]) >> self.ds_shift) as u8 & self.ds_mask
+    }
+
+    /// [`Template::apply`] for VXLAN and Geneve with an IPv4 outer header, the commonest
+    /// shapes: the same bytes. The template already holds every byte that is the same for each
+    /// packet (version, ID, flags, TTL, protocol, addresses, ports, the tunnel header), so only
+    /// the five fields that are not are written over it: DS, total length, header checksum,
+    /// UDP source port and length. `ds`: the inner DS field.
+    #[inline(always)]
+    fn apply_udp4(&self, p: &mut PacketBuf, ds: u8, hash: u32) -> Verdict {
+        let len = p.len();
+        if len as isize > self.max_payload {
             return Verdict::Drop(DropReason::TunnelMtuExceeded);
         }
-        let ipip = self.kind == TunnelKind::Ipip;
-        if ipip && p.advance(ETH_LEN).is_err() {
-            return Verdict::Drop(DropReason::TunnelInnerMalformed);
-        }
-        let hash = p.meta.flow_hash;
-        // The outer IP packet: the template after its Ethernet header, then the payload.
-        let ip_total = self.len - IP + p.len();
         let Ok(out) = p.prepend(self.len) else {
             return Verdict::Drop(DropReason::TunnelNoHeadroom);
         };
         copy_header(out, &self.hdr);
-        // Every IPv4 template holds the whole IPv4 header (and a UDP one unless IP-in-IP),
-        // so these never fail.
-        let Some(h) = out.first_chunk_mut::<UDP>() else {
+        // Every VXLAN/Geneve IPv4 template holds Ethernet, IPv4 and UDP, so this never fails.
+        let Some(h) = out.first_chunk_mut::<{ ETH_LEN + 20 + 8 }>() else {
             return Verdict::Drop(DropReason::TunnelInnerMalformed);
         };
-        let w0 = 0x4500_0000 | ((ds as u32) << 16) | ip_total as u32;
-        let c = !fold16(self.rest as u64 + w0 as u64);
-        h[IP..IP + 4].copy_from_slice(&w0.to_be_bytes());
-        h[IP + 8..IP + 12].copy_from_slice(&(self.ttl_proto | c as u32).to_be_bytes());
-        if !ipip {
-            let Some(h) = out.first_chunk_mut::<{ UDP + 8 }>() else {
-                return Verdict::Drop(DropReason::TunnelInnerMalformed);
-            };
-            let udp0 = ((source_port(hash) as u32) << 16) | self.dst_port as u32;
-            h[UDP..UDP + 4].copy_from_slice(&udp0.to_be_bytes());
-            h[UDP + 4..UDP + 6].copy_from_slice(&((ip_total - 20) as u16).to_be_bytes());
-        }
+        // The outer IP packet: the template after its Ethernet header, then the payload.
+        let ip_total = (self.len - ETH_LEN + len) as u32;
+        h[15] = ds;
+        h[16..18].copy_from_slice(&(ip_total as u16).to_be_bytes());
+        h[24..26].copy_from_slice(&self.ip_checksum(ds, ip_total).to_be_bytes());
+        h[34..36].copy_from_slice(&source_port(hash).to_be_bytes());
+        h[38..40].copy_from_slice(&((ip_total - 20) as u16).to_be_bytes());
         p.meta.out_port = self.out_port;
         p.meta.next_hop = self.next_hop;
         Verdict::Forward(self.out_port)
     }
 
-    /// Encapsulates `p` (an Ethernet frame of at least [`ETH_LEN`] bytes for this template's
-    /// tunnel and remote) with the template's headers and returns its verdict.
+    /// [`Template::apply`] for IP-in-IP with an IPv4 outer header, as `apply_udp4`: DS, total
+    /// length and checksum written over the template. `ds`: the inner DS field.
     #[inline(always)]
-    fn encap(&self, p: &mut PacketBuf) -> Verdict {
-        if !self.v6 {
-            self.apply_v4(p)
-        } else {
-            self.apply(p)
+    fn apply_ipip4(&self, p: &mut PacketBuf, ds: u8) -> Verdict {
+        if p.len() as isize > self.max_payload {
+            return Verdict::Drop(DropReason::TunnelMtuExceeded);
+        }
+        // IP-in-IP carries the IP packet itself: the inner Ethernet header goes.
+        if p.advance(ETH_LEN).is_err() {
+            return Verdict::Drop(DropReason::TunnelInnerMalformed);
+        }
+        let ip_total = (20 + p.len()) as u32;
+        let Ok(out) = p.prepend(self.len) else {
+            return Verdict::Drop(DropReason::TunnelNoHeadroom);
+        };
+        copy_header(out, &self.hdr);
+        // Every IPv4 IP-in-IP template is Ethernet and IPv4, so this never fails.
+        let Some(h) = out.first_chunk_mut::<{ ETH_LEN + 20 }>() else {
+            return Verdict::Drop(DropReason::TunnelInnerMalformed);
+        };
+        h[15] = ds;
+        h[16..18].copy_from_slice(&(ip_total as u16).to_be_bytes());
+        h[24..26].copy_from_slice(&self.ip_checksum(ds, ip_total).to_be_bytes());
+        p.meta.out_port = self.out_port;
+        p.meta.next_hop = self.next_hop;
+        Verdict::Forward(self.out_port)
+    }
+
+    /// The outer IPv4 header checksum for DS field `ds` and total length `ip_total` (< 2^16):
+    /// the 16-bit words that vary are `0x45 << 8 | ds` and the length, the others are summed in
+    /// `csum_base`; a sum of under 2^20 folds to 16 bits in two steps.
+    #[inline(always)]
+    fn ip_checksum(&self, ds: u8, ip_total: u32) -> u16 {
+        let x = self.csum_base + ds as u32 + ip_total;
+        let x = (x & 0xffff) + (x >> 16);
+        !((x & 0xffff) + (x >> 16)) as u16
+    }
+
+    /// Encapsulates `p` (an Ethernet frame of at least 16 bytes, of this template's inner
+    /// EtherType, for its tunnel and remote) with the template's headers; `ds` is its inner DS
+    /// field, `hash` its flow hash (unused where [`Template::hashed`] is false). Returns its
+    /// verdict.
+    #[inline(always)]
+    fn encap(&self, p: &mut PacketBuf, ds: u8, hash: u32) -> Verdict {
+        match (self.v6, self.kind) {
+            (false, TunnelKind::Ipip) => self.apply_ipip4(p, ds),
+            (false, _) => self.apply_udp4(p, ds, hash),
+            (true, _) => self.apply6(p, ds, hash),
         }
     }
 
-    /// [`Template::encap`] for every shape.
+    /// [`Template::encap`] for an IPv6 outer header (every kind).
     #[inline]
-    fn apply(&self, p: &mut PacketBuf) -> Verdict {
-        let d = p.data();
-        let ds = match self.inner_type {
-            ETHERTYPE_IPV4 => ecn::ds_field(&d[ETH_LEN..], false),
-            ETHERTYPE_IPV6 => ecn::ds_field(&d[ETH_LEN..], true),
-            _ => 0,
-        };
-        let hash = p.meta.flow_hash;
+    fn apply6(&self, p: &mut PacketBuf, ds: u8, hash: u32) -> Verdict {
         if p.len() as isize > self.max_payload {
             return Verdict::Drop(DropReason::TunnelMtuExceeded);
         }
@@ -445,29 +510,21 @@ impl Template {
             return Verdict::Drop(DropReason::TunnelInnerMalformed);
         }
         let payload = p.len();
-        let ip_len = if self.v6 { 40 } else { 20 };
+        let ip_len = 40;
         let ip_payload = self.len - ETH_LEN - ip_len + payload;
         let Ok(out) = p.prepend(self.len) else {
             return Verdict::Drop(DropReason::TunnelNoHeadroom);
         };
         copy_header(out, &self.hdr);
-        if self.v6 {
-            let first = (6u32 << 28) | ((ds as u32) << 20) | (hash & 0xf_ffff);
-            out[ETH_LEN..ETH_LEN + 4].copy_from_slice(&first.to_be_bytes());
-            out[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
-        } else {
-            let w0 = 0x4500_0000 | ((ds as u32) << 16) | (20 + ip_payload) as u32;
-            let c = !fold16(self.rest as u64 + w0 as u64);
-            out[ETH_LEN..ETH_LEN + 4].copy_from_slice(&w0.to_be_bytes());
-            out[ETH_LEN + 8..ETH_LEN + 12]
-                .copy_from_slice(&(self.ttl_proto | c as u32).to_be_bytes());
-        }
+        let first = (6u32 << 28) | ((ds as u32) << 20) | (hash & 0xf_ffff);
+        out[ETH_LEN..ETH_LEN + 4].copy_from_slice(&first.to_be_bytes());
+        out[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
         if self.kind != TunnelKind::Ipip {
             let at = ETH_LEN + ip_len;
             let w = ((source_port(hash) as u32) << 16) | self.dst_port as u32;
             out[at..at + 4].copy_from_slice(&w.to_be_bytes());
             out[at + 4..at + 6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
-            if self.v6 && self.udp_checksum6 {
+            if self.udp_checksum6 {
                 let d = p.data();
                 let (src, dst): ([u8; 16], [u8; 16]) = (
                     d[ETH_LEN + 8..ETH_LEN + 24].try_into().unwrap_or_default(),
@@ -485,17 +542,6 @@ impl Template {
         p.meta.next_hop = self.next_hop;
         Verdict::Forward(self.out_port)
     }
-}
-
-/// The one's-complement sum `acc` (of at most a few dozen 32-bit words) folded to 16 bits, in
-/// a fixed number of steps: `checksum::finish`'s loop runs as often as the carries need, a
-/// branch that follows each packet's length and DS field.
-#[inline(always)]
-fn fold16(acc: u64) -> u16 {
-    let x = (acc & 0xffff_ffff) + (acc >> 32); // < 2^33
-    let x = (x & 0xffff) + (x >> 16); // < 2^18
-    let x = (x & 0xffff) + (x >> 16); // <= 0xffff + 3
-    ((x & 0xffff) + (x >> 16)) as u16 // <= 0xffff: a carry here leaves at most 3
 }
 
 /// Copies the first `out.len()` bytes of `hdr` into `out`. Headers of 32 to 128 bytes (every
@@ -522,24 +568,46 @@ fn copy_header(out: &mut [u8], hdr: &[u8; TEMPLATE_MAX]) {
     out[last..].copy_from_slice(&block(last));
 }
 
+/// Point-to-point templates the stage keeps, direct-mapped by tunnel interface and inner family
+/// (a power of two).
+const SLOTS: usize = 16;
+
+/// The slot of a point-to-point tunnel's template for one inner EtherType: IPv4 and IPv6 into
+/// one tunnel (IP-in-IP's protocol differs) take neighbouring slots.
+#[inline]
+fn slot_of(iface: PortId, inner_type: u16) -> usize {
+    (iface as usize * 2 + (inner_type == ETHERTYPE_IPV6) as usize) % SLOTS
+}
+
 /// Encapsulation; see the module documentation.
 pub struct EncapStage {
     counters: Option<Arc<TunnelCounters>>,
-    /// The burst's underlay lookups and header template (reset by `begin`).
+    /// The snapshot everything below was derived from: `begin` forgets it all when the
+    /// current snapshot has another generation.
+    generation: u64,
+    /// The underlay lookups of the general path.
     cache: UnderlayCache,
-    template: Option<Template>,
-    /// The tunnel interface of `template` when that tunnel is point-to-point, else
-    /// [`NO_IFACE`]: the one compare a packet needs to take the template.
+    /// Templates of point-to-point tunnels (their remote is fixed, so one fits every packet
+    /// into the tunnel with its inner EtherType), at [`slot_of`].
+    p2p: Box<[Template; SLOTS]>,
+    /// The slot of the template the last packet into a point-to-point tunnel took, and that
+    /// tunnel's interface ([`NO_IFACE`]: none): the one compare most packets need.
+    cur: usize,
     p2p_iface: u32,
+    /// The last template of a multipoint tunnel (its remote follows each packet's FDB entry).
+    multipoint: Option<Template>,
 }
 
 impl Default for EncapStage {
     fn default() -> EncapStage {
         EncapStage {
             counters: None,
+            generation: 0,
             cache: UnderlayCache::default(),
-            template: None,
+            p2p: Box::new([const { Template::EMPTY }; SLOTS]),
+            cur: 0,
             p2p_iface: NO_IFACE,
+            multipoint: None,
         }
     }
 }
@@ -559,34 +627,63 @@ impl EncapStage {
             }
         }
     }
-}
 
-impl EncapStage {
-    /// Every packet the fast path of `packet` does not take: the general path, and a template
-    /// from its result. Out of line, so the loop over a burst that goes into one tunnel stays
-    /// small.
+    /// Forgets every template and underlay lookup (they belong to another snapshot).
+    fn forget(&mut self) {
+        self.cache = UnderlayCache::default();
+        for tpl in self.p2p.iter_mut() {
+            tpl.iface = NO_PORT;
+        }
+        self.p2p_iface = NO_IFACE;
+        self.multipoint = None;
+    }
+
+    /// Every packet the fast path of `packet` does not take: a kept template of its tunnel, or
+    /// the general path and a template from its result. Out of line, so the loop over a burst
+    /// that goes into one tunnel stays small.
     #[inline(never)]
     fn general(&mut self, t: &Tables, p: &mut PacketBuf) {
         let port = p.meta.out_port;
         let Some(tunnel) = t.tunnels.by_iface(port) else { return };
+        // The outer headers' entropy, and the underlay's ECMP choice, follow the inner flow.
+        p.meta.flow_hash = p.meta.flow_hash_of(t.hash_seed);
         let d = p.data();
         if d.len() < ETH_LEN {
             p.meta.verdict = Verdict::Drop(DropReason::TunnelInnerMalformed);
             return;
         }
         let inner_type = u16::from_be_bytes([d[12], d[13]]);
-        let remote = match tunnel.remote {
-            Some(r) => Some(r),
-            None => t.fdb_remote(port, &[d[0], d[1], d[2], d[3], d[4], d[5]]),
+        let ds = match inner_type {
+            ETHERTYPE_IPV4 => ecn::ds_field(&d[ETH_LEN..], false),
+            ETHERTYPE_IPV6 => ecn::ds_field(&d[ETH_LEN..], true),
+            _ => 0,
         };
-        if let (Some(tpl), Some(r)) = (&self.template, remote) {
-            if tpl.iface == port && tpl.remote == r && tpl.inner_type == inner_type {
-                let bytes = p.len();
-                p.meta.verdict = tpl.encap(p);
-                self.count(t, port, p.meta.verdict, bytes);
-                return;
+        let remote = match tunnel.remote {
+            Some(r) => {
+                let slot = slot_of(port, inner_type);
+                if self.p2p[slot].iface == port && self.p2p[slot].inner_type == inner_type {
+                    self.cur = slot;
+                    self.p2p_iface = port as u32;
+                    let bytes = p.len();
+                    p.meta.verdict = self.p2p[slot].encap(p, ds, p.meta.flow_hash);
+                    self.count(t, port, p.meta.verdict, bytes);
+                    return;
+                }
+                Some(r)
             }
-        }
+            None => {
+                let r = t.fdb_remote(port, &[d[0], d[1], d[2], d[3], d[4], d[5]]);
+                if let (Some(tpl), Some(r)) = (&self.multipoint, r) {
+                    if tpl.iface == port && tpl.remote == r && tpl.inner_type == inner_type {
+                        let bytes = p.len();
+                        p.meta.verdict = tpl.encap(p, ds, p.meta.flow_hash);
+                        self.count(t, port, p.meta.verdict, bytes);
+                        return;
+                    }
+                }
+                r
+            }
+        };
         let before = p.len();
         p.meta.verdict = output_cached(t, p, port, &mut self.cache);
         self.count(t, port, p.meta.verdict, before);
@@ -599,7 +696,7 @@ impl EncapStage {
                 TunnelKind::Vxlan => ETH_LEN + ip + 16,
                 TunnelKind::Geneve => ETH_LEN + ip + 16 + tunnel.options.len(),
             };
-            // Underlay ECMP picks a path per flow: a template would pin the burst to the
+            // Underlay ECMP picks a path per flow: a template would pin the tunnel to the
             // first packet's, so only a remote with a single path gets one. The route is the
             // one output_cached has just looked up for `r` (a single-level encapsulation, so
             // the cache holds `r` itself; otherwise it looks it up again).
@@ -611,26 +708,26 @@ impl EncapStage {
             // no tunnel, so `out` is never a tunnel interface here.
             debug_assert!(!t.tunnels.is_tunnel(out));
             if added == single as isize && one_path {
-                self.template = Template::capture(p, tunnel, r, inner_type).map(|mut tpl| {
-                    let mtu = t.port(out).map_or(0, |o| o.mtu) as isize;
-                    // The outer IP packet is the template after its Ethernet header plus the
-                    // packet, less IP-in-IP's inner Ethernet header.
-                    let strip = if tpl.kind == TunnelKind::Ipip { ETH_LEN } else { 0 };
-                    tpl.max_payload = mtu - (tpl.len - ETH_LEN) as isize + strip as isize;
-                    tpl
-                });
-                // A point-to-point tunnel's remote is the same for every packet, so its
-                // template fits every packet to the tunnel with this inner EtherType.
-                self.p2p_iface = match (&self.template, tunnel.remote) {
-                    (Some(_), Some(_)) => port as u32,
-                    _ => NO_IFACE,
-                };
+                let Some(mut tpl) = Template::capture(p, tunnel, r, inner_type) else { return };
+                let mtu = t.port(out).map_or(0, |o| o.mtu) as isize;
+                // The outer IP packet is the template after its Ethernet header plus the
+                // packet, less IP-in-IP's inner Ethernet header.
+                let strip = if tpl.kind == TunnelKind::Ipip { ETH_LEN } else { 0 };
+                tpl.max_payload = mtu - (tpl.len - ETH_LEN) as isize + strip as isize;
+                if tunnel.remote.is_some() {
+                    let slot = slot_of(port, inner_type);
+                    self.p2p[slot] = tpl;
+                    self.cur = slot;
+                    self.p2p_iface = port as u32;
+                } else {
+                    self.multipoint = Some(tpl);
+                }
             }
         }
     }
 }
 
-/// `EncapStage::p2p_iface` when the burst has no point-to-point template (above any `PortId`).
+/// `EncapStage::p2p_iface` when no point-to-point template is current (above any `PortId`).
 const NO_IFACE: u32 = u32::MAX;
 
 impl PacketStage for EncapStage {
@@ -640,23 +737,35 @@ impl PacketStage for EncapStage {
 
     #[inline]
     fn begin(&mut self, cx: &Context<'_>) -> bool {
-        self.cache = UnderlayCache::default();
-        self.template = None;
-        self.p2p_iface = NO_IFACE;
-        !cx.tables.tunnels.is_empty()
+        let t = cx.tables;
+        if t.tunnels.is_empty() {
+            return false;
+        }
+        if t.generation != self.generation {
+            self.forget();
+            self.generation = t.generation;
+        }
+        true
     }
 
     /// Takes the packets the rewrite stage left `Continue` with a tunnel as `out_port`. A
-    /// packet into the tunnel of the burst's point-to-point template, with the template's
-    /// inner EtherType, gets the template straight away: the tunnel, its remote and the route
-    /// are the ones the template was built from, in this burst's snapshot.
+    /// packet into the tunnel whose point-to-point template the last one took, with the
+    /// template's inner EtherType, gets it straight away: the tunnel, its remote and the route
+    /// are the ones the template was built from, in this snapshot.
     #[inline(always)]
     fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
         if p.meta.out_port as u32 == self.p2p_iface {
-            if let (Some(tpl), Some(ty)) = (&self.template, p.data().get(12..14)) {
-                if u16::from_be_bytes([ty[0], ty[1]]) == tpl.inner_type {
-                    let (port, bytes) = (p.meta.out_port, p.len());
-                    p.meta.verdict = tpl.encap(p);
+            let tpl = &self.p2p[self.cur % SLOTS];
+            if let Some(h) = p.data().first_chunk::<16>() {
+                if u16::from_be_bytes([h[12], h[13]]) == tpl.inner_type {
+                    let (port, bytes, ds) = (p.meta.out_port, p.len(), tpl.ds(h));
+                    // Computed here rather than by the route stage: inline, and only for the
+                    // outer headers that carry it (not IPv4 IP-in-IP's).
+                    let hash = match tpl.hashed {
+                        true => p.meta.flow_hash_of(cx.tables.hash_seed),
+                        false => 0,
+                    };
+                    p.meta.verdict = tpl.encap(p, ds, hash);
                     self.count(cx.tables, port, p.meta.verdict, bytes);
                     return;
                 }
@@ -672,7 +781,7 @@ mod tests {
     use ferroplane_pipeline::buf::FRAME_SIZE;
     use ferroplane_pipeline::flow::addr_from_ip;
     use ferroplane_pipeline::stage::Stage;
-    use ferroplane_pipeline::tables::{NextHopSpec, PortInfo, TablesBuilder};
+    use ferroplane_pipeline::tables::{NextHopSpec, PortInfo, TableHandle, TablesBuilder};
 
     fn ip(s: &str) -> std::net::IpAddr {
         s.parse().unwrap()
@@ -749,6 +858,24 @@ mod tests {
             },
         );
         ids.push(id);
+        // Geneve with options over IPv4 (the template's UDP/IPv4 path with a longer header).
+        let id = b.tunnel(
+            PortInfo { name: "t6".into(), mac: [2, 0, 0, 0, 9, 6], mtu: 1400, addresses: vec![] },
+            Tunnel {
+                name: "t6".into(),
+                kind: TunnelKind::Geneve,
+                iface: 0,
+                local: addr_from_ip(ip("10.2.0.1")),
+                remote: Some(addr_from_ip(ip("10.2.0.8"))),
+                vni: 106,
+                dst_port: 6081,
+                ttl: 60,
+                udp_checksum6: true,
+                options: vec![1, 2, 3, 1, 9, 9, 9, 9, 1, 2, 4, 1, 7, 7, 7, 7],
+            },
+        );
+        ids.push(id);
+        b.neighbour(0, ip("10.2.0.8"), [2, 0, 0, 0, 0xee, 8]);
         let via = |a: &str| NextHopSpec { via: Some(ip(a)), dev: None, weight: 1 };
         b.route(ip("192.0.2.0"), 24, &[via("10.2.0.2"), via("10.2.0.4")], false).unwrap();
         b.fdb(ids[4], [2, 0, 0, 0, 0xaa, 1], ip("10.2.0.5"));
@@ -769,6 +896,9 @@ mod tests {
             f[18..20].copy_from_slice(&((len - 40) as u16).to_be_bytes());
             f[20] = 17;
             f[21] = 64;
+            f[22..38]
+                .copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i as u8]);
+            f[38..54].copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, 7]);
         } else {
             f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
             f[14] = 0x45;
@@ -776,6 +906,10 @@ mod tests {
             f[16..18].copy_from_slice(&(len as u16).to_be_bytes());
             f[22] = 64;
             f[23] = 17;
+            f[26..30].copy_from_slice(&[10, 1, 0, i as u8]);
+            f[30..34].copy_from_slice(&[172, 16, (i * 3) as u8, 7]);
+            f[34..36].copy_from_slice(&(1024 + i as u16 * 11).to_be_bytes());
+            f[36..38].copy_from_slice(&53u16.to_be_bytes());
         }
         for (j, b) in f.iter_mut().enumerate().skip(54) {
             *b = (i * 7 + j) as u8;
@@ -783,13 +917,29 @@ mod tests {
         f
     }
 
-    fn buf(bytes: &[u8], port: PortId, hash: u32) -> PacketBuf {
+    /// A packet as the rewrite stage leaves one routed into a tunnel: parsed (the encap stage
+    /// takes the flow hash from its flow key), `Continue`, out of `port`.
+    fn buf(bytes: &[u8], port: PortId) -> PacketBuf {
+        let mut f = bytes.to_vec();
+        if f[12..14] == ETHERTYPE_IPV4.to_be_bytes() {
+            f[24..26].fill(0);
+            let c = checksum::checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+        }
         let mut b = PacketBuf::new(Box::leak(vec![0u8; FRAME_SIZE].into_boxed_slice()), 0);
-        b.fill_from(bytes).unwrap();
-        // As the rewrite stage leaves a packet routed into a tunnel.
+        b.fill_from(&f).unwrap();
+        let (data, meta) = b.data_and_meta();
+        ferroplane_pipeline::parse::parse_headers(data, meta).unwrap();
         b.meta.verdict = Verdict::Continue;
         b.meta.out_port = port;
-        b.meta.flow_hash = hash;
+        b
+    }
+
+    /// [`buf`] as [`output`] alone needs it: with the flow hash the stage computes (from the
+    /// general function, so the stage's inline one is checked against it).
+    fn buf_alone(bytes: &[u8], port: PortId, t: &Tables) -> PacketBuf {
+        let mut b = buf(bytes, port);
+        b.meta.flow_hash = b.meta.flow.symmetric_hash(t.hash_seed);
         b
     }
 
@@ -816,9 +966,8 @@ mod tests {
                     let l = (1450u16).to_be_bytes();
                     f[16..18].copy_from_slice(&l);
                 }
-                let hash = (i as u32).wrapping_mul(0x9e37_79b9);
-                burst.push(buf(&f, port, hash));
-                let mut b = buf(&f, port, hash);
+                burst.push(buf(&f, port));
+                let mut b = buf_alone(&f, port, &t);
                 let v = output(&t, &mut b, port);
                 alone.push((v, b));
             }
@@ -833,20 +982,34 @@ mod tests {
         }
     }
 
-    /// The fixed-step fold gives what the checksum module's folding loops give.
+    /// The template's IPv4 header checksum, from the sum of the words that do not change and
+    /// the two that do, is the checksum of the whole header, for any addresses, TTL, DS field
+    /// and length (the folds' carries at their limits included).
     #[test]
-    fn fold16_matches_the_checksum_module() {
+    fn template_ip_checksum_is_the_header_checksum() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut edges = vec![0, 0xffff, 0x1_0000, 0xffff_ffff, 0x1_0000_0000, 0xffff_ffff_ffff];
-        for _ in 0..10_000 {
+        for n in 0..20_000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            edges.push(x >> (x % 26));
-        }
-        for acc in edges {
-            let expect = checksum::finish(checksum::combine(acc as u32, (acc >> 32) as u32));
-            assert_eq!(!fold16(acc), expect, "{acc:#x}");
+            let b = x.to_be_bytes();
+            let mut hdr = [0u8; TEMPLATE_MAX];
+            let ip = &mut hdr[ETH_LEN..ETH_LEN + 20];
+            ip[0] = 0x45;
+            ip[6] = 0x40;
+            ip[8] = if n % 3 == 0 { 0xff } else { b[0] };
+            ip[9] = 17;
+            let addr = if n % 5 == 0 { [0xff; 8] } else { b };
+            ip[12..20].copy_from_slice(&addr);
+            let w16 = |i: usize| u16::from_be_bytes([hdr[i], hdr[i + 1]]) as u32;
+            let same = [2, 3, 4, 6, 7, 8, 9].map(|i| w16(ETH_LEN + 2 * i));
+            let tpl = Template { csum_base: 0x4500 + same.iter().sum::<u32>(), ..Template::EMPTY };
+            let ds = b[1];
+            let total = if n % 7 == 0 { 0xffff } else { 20 + (x >> 20) as u32 % 65000 };
+            let ip = &mut hdr[ETH_LEN..ETH_LEN + 20];
+            ip[1] = ds;
+            ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            assert_eq!(tpl.ip_checksum(ds, total), checksum::checksum(ip), "{n}");
         }
     }
 
@@ -872,8 +1035,8 @@ mod tests {
                         } else {
                             f[16..18].copy_from_slice(&ip_len.to_be_bytes());
                         }
-                        burst.push(buf(&f, port, 7));
-                        let mut b = buf(&f, port, 7);
+                        burst.push(buf(&f, port));
+                        let mut b = buf_alone(&f, port, &t);
                         alone.push((output(&t, &mut b, port), b));
                     }
                     Stage::process(&mut EncapStage::default(), &cx, &mut burst);
@@ -890,6 +1053,81 @@ mod tests {
                 // Both sides of the limit were tried.
                 assert!(fits[0] > 0 && fits[1] > 0, "port {port} v6 {v6}: {fits:?}");
             }
+        }
+    }
+
+    /// Runs `frames` (routed into `port`) through `stage` over `t` as one burst.
+    fn burst_through(stage: &mut EncapStage, t: &Tables, port: PortId, n: usize) -> Vec<PacketBuf> {
+        let cx = Context { tables: t, now_ns: 0 };
+        let mut burst: Vec<PacketBuf> = (0..n).map(|i| buf(&frame(3 * i + 1), port)).collect();
+        Stage::process(stage, &cx, &mut burst);
+        burst
+    }
+
+    /// The stage keeps a point-to-point tunnel's template from one burst to the next while the
+    /// snapshot is the same, and never into another: a snapshot with a new underlay neighbour
+    /// MAC (a new generation) gives the very next packet the new outer destination MAC, and
+    /// every packet stays byte for byte what the general path makes of it alone.
+    #[test]
+    fn a_new_snapshot_replaces_the_kept_templates() {
+        let (t, ids) = tables();
+        let port = ids[0]; // VXLAN over IPv4 to 10.2.0.2
+        let mut stage = EncapStage::default();
+        let check = |t: &Tables, burst: &[PacketBuf], mac: MacAddr| {
+            for (i, p) in burst.iter().enumerate() {
+                let mut a = buf_alone(&frame(3 * i + 1), port, t);
+                assert_eq!(output(t, &mut a, port), p.meta.verdict);
+                assert_eq!(p.data(), a.data());
+                assert_eq!(p.data()[0..6], mac);
+            }
+        };
+        let first = burst_through(&mut stage, &t, port, 8);
+        check(&t, &first, [2, 0, 0, 0, 0xee, 0]);
+        // The same snapshot again: the kept template serves the whole burst.
+        assert_eq!(stage.p2p_iface, port as u32);
+        let again = burst_through(&mut stage, &t, port, 8);
+        check(&t, &again, [2, 0, 0, 0, 0xee, 0]);
+        // The underlay neighbour moves: a new snapshot, published as the control thread does.
+        let handle = TableHandle::new(t.clone());
+        let mut n = (*t.neighbours).clone();
+        let moved = [2, 0, 0, 0, 0x77, 1];
+        n.insert((0, addr_from_ip(ip("10.2.0.2"))), moved);
+        handle.publish(t.with_neighbours(n));
+        let t2 = handle.load_full();
+        assert_ne!(t2.generation, t.generation);
+        let after = burst_through(&mut stage, &t2, port, 8);
+        check(&t2, &after, moved);
+        // And back to the first snapshot (a worker never goes back, but nothing kept from the
+        // second may leak into it).
+        let back = burst_through(&mut stage, &t, port, 8);
+        check(&t, &back, [2, 0, 0, 0, 0xee, 0]);
+    }
+
+    /// A snapshot in which the remote has no route any more drops the next packet with the
+    /// general path's reason instead of using the template kept from the last snapshot.
+    #[test]
+    fn a_kept_template_never_outlives_its_route() {
+        let (t, ids) = tables();
+        let port = ids[0];
+        let mut stage = EncapStage::default();
+        let first = burst_through(&mut stage, &t, port, 4);
+        assert!(first.iter().all(|p| p.meta.verdict == Verdict::Forward(0)));
+        // The same tunnels, no underlay port address (so no connected route to the remote).
+        let mut b = TablesBuilder::new(1);
+        b.port(PortInfo {
+            name: "u".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+            addresses: vec![],
+        });
+        for tn in t.tunnels.iter() {
+            let info = t.port(tn.iface).unwrap().clone();
+            b.tunnel(info, tn.clone());
+        }
+        let t2 = b.build().unwrap();
+        let after = burst_through(&mut stage, &t2, port, 4);
+        for p in &after {
+            assert_eq!(p.meta.verdict, Verdict::Drop(DropReason::TunnelNoRoute));
         }
     }
 }
