@@ -374,8 +374,11 @@ impl<P: Port> Worker<P> {
             let tables = self.tables.load();
             let bytes = b.len();
             let v = ferroplane_tunnels::encap::output(&tables, &mut b, port);
-            // Counted as the encap stage counts: the inner frame, once it is on its way.
-            if let (Verdict::Forward(_), Some(c)) = (v, &self.tunnel_counters) {
+            // Counted as the encap stage counts: the inner frame, once it is on its way
+            // (forwarded, or encapsulated and waiting for the underlay neighbour).
+            let on_its_way =
+                ferroplane_tunnels::encap::left_encapsulated(&tables, v, b.meta.out_port);
+            if let (true, Some(c)) = (on_its_way, &self.tunnel_counters) {
                 if let Some(c) = c.of(&tables, port) {
                     c.tx_packets.inc();
                     c.tx_bytes.add(bytes as u64);
@@ -507,11 +510,11 @@ mod tests {
         assert_eq!(sent(&mut w, 1), vec![200, 0, 1, 2]);
     }
 
-    /// What the slow path sends out of a tunnel interface (an ARP reply on the overlay, an echo
-    /// reply, a released packet) counts as the tunnel's tx, as the encap stage counts routed
-    /// packets: one packet, the inner frame's bytes.
-    #[test]
-    fn slow_path_output_into_a_tunnel_counts_as_its_tx() {
+    /// A worker with one underlay port "u" (10.2.0.1/24) and a VXLAN tunnel vx0 to 10.2.0.2,
+    /// whose MAC is known when `underlay_resolved`; its tunnel counters; vx0's interface.
+    fn tunnel_worker(
+        underlay_resolved: bool,
+    ) -> (Worker<MemoryPort>, Arc<TableHandle>, Arc<Queues>, Arc<TunnelCounters>, PortId) {
         let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
         let mut b = TablesBuilder::new(1);
         b.port(PortInfo {
@@ -540,12 +543,14 @@ mod tests {
                 options: vec![],
             },
         );
-        b.neighbour(0, ip("10.2.0.2"), [2, 0, 0, 0, 0, 2]);
+        if underlay_resolved {
+            b.neighbour(0, ip("10.2.0.2"), [2, 0, 0, 0, 0, 2]);
+        }
         let tables = Arc::new(TableHandle::new(b.build().unwrap()));
         let queues = Arc::new(Queues::new(16));
         let counters = Arc::new(TunnelCounters::default());
         let pool = Pool::new(64, ferroplane_hugepages::Policy::PreferHuge).unwrap();
-        let mut w = Worker::new(
+        let w = Worker::new(
             pool,
             vec![MemoryPort::new("u", 16)],
             vec![0],
@@ -554,7 +559,11 @@ mod tests {
             queues.clone(),
         )
         .with_tunnel_counters(counters.clone());
-        // An ARP reply of 42 bytes and a 98-byte echo reply, both out of vx0.
+        (w, tables, queues, counters, vx)
+    }
+
+    /// An ARP reply of 42 bytes and a 98-byte echo reply from the slow path, out of `vx`.
+    fn replies_into(queues: &Queues, vx: PortId) {
         for len in [42, 98] {
             let mut f = vec![0u8; len];
             f[12..14].copy_from_slice(&[0x08, 0x06]);
@@ -562,10 +571,47 @@ mod tests {
             let output = Output::Emit { port: vx, frame };
             queues.reply.push(Reply { output, stamp_ns: 0 }).unwrap();
         }
+    }
+
+    /// What the slow path sends out of a tunnel interface (an ARP reply on the overlay, an echo
+    /// reply, a released packet) counts as the tunnel's tx, as the encap stage counts routed
+    /// packets: one packet, the inner frame's bytes.
+    #[test]
+    fn slow_path_output_into_a_tunnel_counts_as_its_tx() {
+        let (mut w, tables, queues, counters, vx) = tunnel_worker(true);
+        replies_into(&queues, vx);
         w.service_replies();
         assert_eq!(w.ports()[0].tx_pending(), 2, "both left encapsulated on the underlay");
         let c = counters.of(&tables.load(), vx).unwrap();
         assert_eq!((c.tx_packets.get(), c.tx_bytes.get()), (2, 42 + 98));
         assert_eq!((c.rx_packets.get(), c.rx_bytes.get()), (0, 0));
+    }
+
+    /// With the underlay neighbour unknown, the packets are encapsulated and wait in the slow
+    /// path, which later sends them out of the underlay port as they are: they count as the
+    /// tunnel's tx when they are encapsulated, once, not again when they leave.
+    #[test]
+    fn encapsulated_packets_waiting_for_the_underlay_neighbour_count_as_tunnel_tx_once() {
+        let (mut w, tables, queues, counters, vx) = tunnel_worker(false);
+        replies_into(&queues, vx);
+        w.service_replies();
+        assert_eq!(w.ports()[0].tx_pending(), 0, "nothing can leave before ARP resolves");
+        let c = counters.of(&tables.load(), vx).unwrap();
+        assert_eq!((c.tx_packets.get(), c.tx_bytes.get()), (2, 42 + 98));
+        // The slow path holds them, encapsulated; once resolved it sends them out of "u".
+        let mut held = Vec::new();
+        while let Some(p) = queues.punt.pop() {
+            assert_eq!(p.reason, PuntReason::NeighbourMiss);
+            assert_eq!(p.buf.meta.out_port, 0, "waiting for the underlay port's neighbour");
+            held.push(Frame::from_slice(p.buf.data()).unwrap());
+        }
+        assert_eq!(held.iter().map(|f| f.as_slice().len()).collect::<Vec<_>>(), vec![92, 148]);
+        for frame in held {
+            let output = Output::Emit { port: 0, frame };
+            queues.reply.push(Reply { output, stamp_ns: 0 }).unwrap();
+        }
+        w.service_replies();
+        assert_eq!(w.ports()[0].tx_pending(), 2);
+        assert_eq!((c.tx_packets.get(), c.tx_bytes.get()), (2, 42 + 98), "counted twice");
     }
 }

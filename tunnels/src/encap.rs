@@ -579,6 +579,20 @@ fn slot_of(iface: PortId, inner_type: u16) -> usize {
     (iface as usize * 2 + (inner_type == ETHERTYPE_IPV6) as usize) % SLOTS
 }
 
+/// True when the tunnel output settled a packet with `verdict` encapsulated and on its
+/// way: forwarded, or punted to wait for its underlay neighbour with the outer headers already
+/// on (`out_port` then an underlay port, not a tunnel interface). The slow path sends the
+/// latter out of that port as it is once the neighbour resolves, past any tunnel code, so a
+/// tunnel's tx counts it here or never.
+#[inline]
+pub fn left_encapsulated(t: &Tables, verdict: Verdict, out_port: PortId) -> bool {
+    match verdict {
+        Verdict::Forward(_) => true,
+        Verdict::Punt(PuntReason::NeighbourMiss) => out_port < t.tunnels.first_iface(),
+        _ => false,
+    }
+}
+
 /// Encapsulation; see the module documentation.
 pub struct EncapStage {
     counters: Option<Arc<TunnelCounters>>,
@@ -619,8 +633,10 @@ impl EncapStage {
     }
 
     #[inline]
-    fn count(&self, t: &Tables, iface: PortId, verdict: Verdict, bytes: usize) {
-        if let (Verdict::Forward(_), Some(c)) = (verdict, &self.counters) {
+    fn count(&self, t: &Tables, iface: PortId, p: &PacketBuf, bytes: usize) {
+        if let (true, Some(c)) =
+            (left_encapsulated(t, p.meta.verdict, p.meta.out_port), &self.counters)
+        {
             if let Some(c) = c.of(t, iface) {
                 c.tx_packets.inc();
                 c.tx_bytes.add(bytes as u64);
@@ -666,7 +682,7 @@ impl EncapStage {
                     self.p2p_iface = port as u32;
                     let bytes = p.len();
                     p.meta.verdict = self.p2p[slot].encap(p, ds, p.meta.flow_hash);
-                    self.count(t, port, p.meta.verdict, bytes);
+                    self.count(t, port, p, bytes);
                     return;
                 }
                 Some(r)
@@ -677,7 +693,7 @@ impl EncapStage {
                     if tpl.iface == port && tpl.remote == r && tpl.inner_type == inner_type {
                         let bytes = p.len();
                         p.meta.verdict = tpl.encap(p, ds, p.meta.flow_hash);
-                        self.count(t, port, p.meta.verdict, bytes);
+                        self.count(t, port, p, bytes);
                         return;
                     }
                 }
@@ -686,7 +702,7 @@ impl EncapStage {
         };
         let before = p.len();
         p.meta.verdict = output_cached(t, p, port, &mut self.cache);
-        self.count(t, port, p.meta.verdict, before);
+        self.count(t, port, p, before);
         // A single-level encapsulation onto a port (not a nested one) becomes the template.
         if let (Verdict::Forward(out), Some(r)) = (p.meta.verdict, remote) {
             let added = p.len() as isize - before as isize;
@@ -766,7 +782,7 @@ impl PacketStage for EncapStage {
                         false => 0,
                     };
                     p.meta.verdict = tpl.encap(p, ds, hash);
-                    self.count(cx.tables, port, p.meta.verdict, bytes);
+                    self.count(cx.tables, port, p, bytes);
                     return;
                 }
             }
