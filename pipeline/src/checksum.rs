@@ -26,10 +26,10 @@ pub fn sum(data: &[u8]) -> u32 {
     fold64(acc)
 }
 
-/// Folds a 64-bit accumulator to 32 bits with one end-around carry. Branch-free on purpose:
-/// whether a sum carries depends on the packet's addresses, so a fold-until-small loop is a
-/// coin-toss branch per packet with spread traffic (a repeated test burst hides it, since the
-/// predictor learns its pattern).
+/// Folds a 64-bit accumulator to 32 bits with one end-around carry. Branch-free because
+/// whether a sum carries depends on the packet's addresses, so a fold-until-small loop could
+/// be a coin-toss branch per packet with spread traffic. The pipeline bench measured no change
+/// from it; it is kept because it cannot mispredict, and a test holds it equal to the loop.
 #[inline(always)]
 fn fold64(acc: u64) -> u32 {
     // With a carry out, the low sum is at most 2^32 - 2, so adding the carry cannot overflow.

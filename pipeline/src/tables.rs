@@ -151,10 +151,10 @@ impl NextHopGroup {
     /// `len - 1` bounds lie at or below any hash.
     ///
     /// Counts the bounds at or below the hash rather than stopping at the first above it: with
-    /// spread traffic, where the loop would stop is a coin toss per packet, and the mispredict
-    /// cost more than the route stage's whole lookup (the pipeline bench's varied bursts ran
-    /// several ns slower than one repeated burst the predictor had learnt). The count has a
-    /// fixed trip count and no data-dependent branch.
+    /// spread traffic, where the loop would stop is a coin toss per packet. Together with the
+    /// same fix in the rewrite stage's neighbour cache, this took the pipeline bench from 61 to
+    /// 48 ns per packet over the full table (see the README). The count has a fixed trip count
+    /// and no data-dependent branch.
     #[inline]
     pub fn pick(&self, flow_hash: u32) -> NextHop {
         *self.pick_ref(flow_hash)
