@@ -39,7 +39,9 @@ fn fifty_kpps_for_two_seconds_through_ferroplane_loses_nothing_and_hits_the_rate
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let tx = rep["tx_packets"].as_u64().unwrap();
     let rx = rep["rx_packets"].as_u64().unwrap();
-    assert!((99_000..=101_000).contains(&tx), "sent {tx}, asked 100,000 (50 kpps x 2 s):\n{out}");
+    // Up to 2% short: on 2 cores shared with a busy-polling router the sender can be preempted
+    // for longer than its bucket's catch-up (see gen_tunnel.rs).
+    assert!((98_000..=101_000).contains(&tx), "sent {tx}, asked 100,000 (50 kpps x 2 s):\n{out}");
     assert_eq!(rep["lost"].as_u64(), Some(0), "{out}");
     assert_eq!(rx, tx, "{out}");
     assert_eq!(rep["duplicates"].as_u64(), Some(0));
