@@ -59,10 +59,14 @@ pub fn checksum(data: &[u8]) -> u16 {
 
 /// [`verifies`] for an IPv4 header: the option-less 20 bytes (nearly every packet) as five
 /// loads into one accumulator, no loop; headers with options take the general path.
+///
+/// The words are summed in the machine's byte order, without the byte swaps: a one's
+/// complement sum taken in the other byte order is the byte-swapped sum (RFC 1071 2(B)), and
+/// the only sum that verifies, 0xFFFF, is its own swap.
 #[inline(always)]
 pub fn verifies_ipv4_header(h: &[u8]) -> bool {
     if let Some(w) = h.first_chunk::<20>().filter(|_| h.len() == 20) {
-        let word = |i: usize| u32::from_be_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]) as u64;
+        let word = |i: usize| u32::from_ne_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]) as u64;
         let acc = word(0) + word(4) + word(8) + word(12) + word(16);
         return finish(fold64(acc)) == 0;
     }
@@ -80,6 +84,14 @@ pub fn verifies(data: &[u8]) -> bool {
 pub fn update16(check: u16, old: u16, new: u16) -> u16 {
     let acc = (!check as u32) + (!old as u32) + new as u32;
     finish(acc)
+}
+
+/// The IPv4 header checksum after the TTL went down by one: [`update16`] of the word (TTL,
+/// protocol) going from `old` to `old - 0x0100`, for which `!old + new` is the constant 0xFEFF
+/// whatever the TTL (at least 1) and protocol; so the same result, without reading them.
+#[inline(always)]
+pub fn ttl_decremented(check: u16) -> u16 {
+    finish(!check as u32 + 0xfeff)
 }
 
 /// RFC 1624 for a 32-bit field (an IPv4 address): two word updates folded together.
@@ -154,6 +166,21 @@ mod tests {
         acc
     }
 
+    /// Every checksum value, every TTL that may be decremented, two protocols: the same
+    /// as RFC 1624's general update.
+    #[test]
+    fn ttl_decrement_is_the_general_update() {
+        for check in 0..=u16::MAX {
+            for ttl in 1..=255u16 {
+                for proto in [6u16, 17] {
+                    let old = ttl << 8 | proto;
+                    let want = update16(check, old, old - 0x0100);
+                    assert_eq!(ttl_decremented(check), want, "{check:#x} {ttl} {proto}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn folds_at_the_carry_edges() {
         for acc in [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_0001, 0xffff_ffff, 0x8000_8000] {
@@ -200,6 +227,16 @@ mod tests {
             let full = checksum(&bytes(&words));
             // One's complement has two zeros; both verify.
             prop_assert!(inc == full || (inc == 0xffff && full == 0) || (inc == 0 && full == 0xffff));
+        }
+
+        #[test]
+        fn native_order_verify_matches_the_loop(mut h in any::<[u8; 20]>(), fix in any::<bool>()) {
+            if fix {
+                h[10..12].fill(0);
+                let c = checksum(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            prop_assert_eq!(verifies_ipv4_header(&h), verifies(&h));
         }
 
         #[test]

@@ -224,14 +224,10 @@ impl RewriteStage {
             return Verdict::Drop(DropReason::Ipv4Truncated);
         }
         if meta.l3 == L3::Ipv4 {
-            let ttl = data[l3 + 8];
-            let proto = data[l3 + 9];
-            let old = u16::from_be_bytes([ttl, proto]);
-            let new = u16::from_be_bytes([ttl - 1, proto]);
+            // The route stage let only TTLs above 1 through.
+            data[l3 + 8] -= 1;
             let check = u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]);
-            data[l3 + 8] = ttl - 1;
-            data[l3 + 10..l3 + 12]
-                .copy_from_slice(&checksum::update16(check, old, new).to_be_bytes());
+            data[l3 + 10..l3 + 12].copy_from_slice(&checksum::ttl_decremented(check).to_be_bytes());
         } else {
             data[l3 + 7] -= 1;
         }

@@ -37,6 +37,71 @@ pub fn parse(data: &[u8], meta: &mut Meta, hash_seed: u64) -> Result<(), DropRea
 /// it for those that do (an ECMP choice, a tunnel's entropy).
 #[inline(always)]
 pub fn parse_headers(data: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
+    if parse_udp_tcp4(data, meta) {
+        return Ok(());
+    }
+    parse_general(data, meta)
+}
+
+/// The commonest frame on a router, untagged IPv4 without options carrying the first (or only)
+/// fragment of a UDP or TCP datagram, read through fixed-size views of its first bytes: one
+/// length check for all the fields instead of one per field, and no call for the ports.
+/// Anything else, and any frame that would fail a check, returns `false` untouched in its
+/// verdict and goes to [`parse_general`], which then gives the same answer it always gave; so
+/// a frame this accepts gets exactly the metadata the general path would give it (a proptest
+/// checks that). The general path took 170 instructions for such a frame (callgrind), this
+/// one TODO.
+#[inline(always)]
+fn parse_udp_tcp4(data: &[u8], meta: &mut Meta) -> bool {
+    // Ethernet, IPv4 and the first 8 bytes of the transport header (UDP's all, TCP's ports).
+    let Some(h) = data.first_chunk::<{ 14 + 20 + 8 }>() else { return false };
+    if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 {
+        return false;
+    }
+    let total = u16::from_be_bytes([h[16], h[17]]) as usize;
+    let proto = h[23];
+    let not_first_fragment = u16::from_be_bytes([h[20], h[21]]) & 0x1fff != 0;
+    // The transport header must lie inside the IP packet: UDP's 8 bytes, TCP's 20 at least.
+    let min = match proto {
+        17 => 20 + 8,
+        6 => 20 + 20,
+        _ => return false,
+    };
+    if total < min || 14 + total > data.len() || not_first_fragment {
+        return false;
+    }
+    if proto == 6 {
+        // TCP's data offset (byte 12) is past the view: `14 + 40 <= data.len()` holds here.
+        let Some(&off) = data.get(14 + 20 + 12) else { return false };
+        let doff = (off >> 4) as usize * 4;
+        if doff < 20 || 20 + doff > total {
+            return false;
+        }
+    }
+    let ip: &[u8; 20] = h[14..34].try_into().unwrap_or(&[0; 20]);
+    if !checksum::verifies_ipv4_header(ip) {
+        return false;
+    }
+    meta.vlan = None;
+    meta.l3_offset = 14;
+    meta.l4_offset = 14 + 20;
+    meta.l3 = L3::Ipv4;
+    meta.l3_end = (14 + total) as u16;
+    meta.l4_proto = proto;
+    // Field by field, as parse_ipv4 does (see there).
+    meta.flow.src = v4_mapped([h[26], h[27], h[28], h[29]]);
+    meta.flow.dst = v4_mapped([h[30], h[31], h[32], h[33]]);
+    meta.flow.src_port = u16::from_be_bytes([h[34], h[35]]);
+    meta.flow.dst_port = u16::from_be_bytes([h[36], h[37]]);
+    meta.flow.proto = proto;
+    meta.flow_hash = 0;
+    true
+}
+
+/// Every frame: VLAN tags, ARP, IPv4 with options and fragments, IPv6 and its extension
+/// headers, the transport headers ports come from, and every malformed case's drop reason.
+#[inline(never)]
+fn parse_general(data: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
     if data.len() < 14 {
         return Err(DropReason::EthTruncated);
     }
@@ -339,6 +404,36 @@ mod tests {
             };
             prop_assert_eq!((m.flow.src_port, m.flow.dst_port), (esp, edp));
             prop_assert_eq!(m.l3_end as usize, f.len());
+        }
+
+        /// The IPv4 UDP/TCP fast path takes the frames it is for and answers exactly like the
+        /// general path, for those and for the same frames with one byte changed or cut short
+        /// (which it must either answer identically or leave to the general path).
+        #[test]
+        fn fast_path_answers_like_the_general_path(
+            tcp in any::<bool>(), sp in any::<u16>(), dp in any::<u16>(), ttl in any::<u8>(),
+            src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..80),
+            change in proptest::option::of((0usize..80, any::<u8>())),
+            cut in proptest::option::of(0usize..120),
+        ) {
+            let b = etherparse::PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4(src, dst, ttl);
+            let mut f = Vec::new();
+            if tcp { b.tcp(sp, dp, 1, 100).write(&mut f, &payload).unwrap() } else { b.udp(sp, dp).write(&mut f, &payload).unwrap() }
+            let mut m = Meta::EMPTY;
+            prop_assert!(parse_udp_tcp4(&f, &mut m), "an untagged option-less IPv4 UDP/TCP frame");
+            if let Some((at, v)) = change {
+                if at < f.len() {
+                    f[at] = v;
+                }
+            }
+            if let Some(n) = cut {
+                f.truncate(n);
+            }
+            let (mut fast, mut general) = (Meta::EMPTY, Meta::EMPTY);
+            let r = parse_headers(&f, &mut fast);
+            prop_assert_eq!(r, parse_general(&f, &mut general));
+            prop_assert_eq!(format!("{fast:?}"), format!("{general:?}"));
         }
 
         #[test]
