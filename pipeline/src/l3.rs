@@ -82,6 +82,8 @@ impl InputStage {
                     // (RFC 1812 5.3.4) are not routed.
                     return Verdict::Drop(DropReason::Ipv4NotRoutable);
                 }
+                // Routed: start loading its FIB entry, so the route stage finds it in cache.
+                cx.tables.fib4.prefetch(dst);
                 Verdict::Continue
             }
             L3::Ipv6 => {
@@ -127,11 +129,7 @@ impl PacketStage for InputStage {
 
     #[inline(always)]
     fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
-        let v = Self::classify(cx, p.data(), &p.meta);
-        if v == Verdict::Continue {
-            cx.tables.prefetch_route(&p.meta.flow.dst);
-        }
-        p.meta.verdict = v;
+        p.meta.verdict = Self::classify(cx, p.data(), &p.meta);
     }
 }
 
@@ -141,7 +139,7 @@ pub struct RouteStage;
 
 impl RouteStage {
     #[inline]
-    fn route(cx: &Context<'_>, group: Option<NextHopId>, data: &[u8], meta: &mut Meta) -> Verdict {
+    fn route(cx: &Context<'_>, group: Option<NextHopId>, meta: &mut Meta) -> Verdict {
         let t = cx.tables;
         let Some(group_id) = group else {
             return Verdict::Punt(PuntReason::NoRoute);
@@ -166,16 +164,12 @@ impl RouteStage {
         let Some(out) = t.port(port) else {
             return Verdict::Drop(DropReason::NextHopDrop);
         };
-        let l3 = meta.l3_offset as usize;
-        // TTL (IPv4 byte 8) / hop limit (IPv6 byte 7): a packet that would leave with 0 gets
-        // ICMP time exceeded from the slow path (RFC 1812 5.3.1, RFC 8200 3).
-        let ttl_at = if meta.l3 == L3::Ipv4 { l3 + 8 } else { l3 + 7 };
-        match data.get(ttl_at) {
-            Some(&ttl) if ttl > 1 => {}
-            Some(_) => return Verdict::Punt(PuntReason::TtlExpired),
-            None => return Verdict::Drop(DropReason::Ipv4Truncated),
+        // A packet that would leave with TTL / hop limit 0 gets ICMP time exceeded from the
+        // slow path (RFC 1812 5.3.1, RFC 8200 3).
+        if meta.ttl <= 1 {
+            return Verdict::Punt(PuntReason::TtlExpired);
         }
-        let ip_len = meta.l3_end as usize - l3;
+        let ip_len = meta.l3_end as usize - meta.l3_offset as usize;
         meta.out_port = port;
         meta.next_hop = next_hop;
         if ip_len > out.mtu as usize {
@@ -192,9 +186,15 @@ impl PacketStage for RouteStage {
 
     #[inline(always)]
     fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
-        let group = cx.tables.route(&p.meta.flow.dst);
-        let (data, meta) = p.data_and_meta();
-        meta.verdict = Self::route(cx, group, data, meta);
+        // The family from the parse stage rather than from the address's form.
+        let dst = &p.meta.flow.dst;
+        let group = match p.meta.l3 {
+            L3::Ipv4 => {
+                cx.tables.fib4.lookup(u32::from_be_bytes([dst[12], dst[13], dst[14], dst[15]]))
+            }
+            _ => cx.tables.fib6.lookup(u128::from_be_bytes(*dst)),
+        };
+        p.meta.verdict = Self::route(cx, group, &mut p.meta);
     }
 }
 
@@ -225,11 +225,11 @@ impl RewriteStage {
         }
         if meta.l3 == L3::Ipv4 {
             // The route stage let only TTLs above 1 through.
-            data[l3 + 8] -= 1;
+            data[l3 + 8] = data[l3 + 8].wrapping_sub(1);
             let check = u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]);
             data[l3 + 10..l3 + 12].copy_from_slice(&checksum::ttl_decremented(check).to_be_bytes());
         } else {
-            data[l3 + 7] -= 1;
+            data[l3 + 7] = data[l3 + 7].wrapping_sub(1);
         }
         let Some(out) = cx.tables.port(meta.out_port) else {
             return Verdict::Drop(DropReason::NextHopDrop);

@@ -43,6 +43,9 @@ pub struct Meta {
     pub l3: L3,
     /// IP protocol / IPv6 next header after extension headers.
     pub l4_proto: u8,
+    /// TTL / hop limit as received: the parse stage's copy, so that the route stage's check
+    /// reads no packet bytes (it fits in what was padding).
+    pub ttl: u8,
     /// The packet's 5-tuple (valid for IPv4/IPv6).
     pub flow: FlowKey,
     /// Symmetric hash of `flow` (ECMP, tunnel entropy; later Maglev and conntrack). The parse
@@ -80,6 +83,7 @@ impl Meta {
         l3_end: 0,
         l3: L3::None,
         l4_proto: 0,
+        ttl: 0,
         flow: FlowKey { src: [0; 16], dst: [0; 16], src_port: 0, dst_port: 0, proto: 0 },
         flow_hash: 0,
         out_port: 0,

@@ -88,6 +88,7 @@ fn parse_udp_tcp4(data: &[u8], meta: &mut Meta) -> bool {
     meta.l3 = L3::Ipv4;
     meta.l3_end = (14 + total) as u16;
     meta.l4_proto = proto;
+    meta.ttl = h[22];
     // Field by field, as parse_ipv4 does (see there).
     meta.flow.src = v4_mapped([h[26], h[27], h[28], h[29]]);
     meta.flow.dst = v4_mapped([h[30], h[31], h[32], h[33]]);
@@ -132,6 +133,7 @@ fn parse_general(data: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
             }
             meta.l3 = L3::Arp;
             meta.l3_end = (l3 + 28) as u16;
+            meta.ttl = 0;
             meta.flow = FlowKey::default();
             meta.flow_hash = 0;
             Ok(())
@@ -176,6 +178,7 @@ fn parse_ipv4(data: &[u8], l3: usize, meta: &mut Meta) -> Result<(), DropReason>
     meta.l3 = L3::Ipv4;
     meta.l3_end = end as u16;
     meta.l4_proto = proto;
+    meta.ttl = data[l3 + 8];
     // Field by field into `meta`: a key built on the stack and copied in whole was read back
     // with wide loads across the narrow stores that built it (a store-forwarding stall per
     // packet, the hottest line of the parse stage).
@@ -256,6 +259,7 @@ fn parse_ipv6(data: &[u8], l3: usize, meta: &mut Meta) -> Result<(), DropReason>
     meta.l3 = L3::Ipv6;
     meta.l3_end = end as u16;
     meta.l4_proto = if first_fragment { next } else { 44 };
+    meta.ttl = data[l3 + 7];
     // Field by field, as for IPv4.
     meta.flow.src = src;
     meta.flow.dst = dst;

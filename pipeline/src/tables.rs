@@ -250,14 +250,6 @@ impl Tables {
         }
     }
 
-    /// Starts loading the FIB entry `dst` will need (IPv4: its first-level entry).
-    #[inline(always)]
-    pub fn prefetch_route(&self, dst: &Addr) {
-        if let Some(v4) = as_v4(dst) {
-            self.fib4.prefetch(u32::from_be_bytes(v4));
-        }
-    }
-
     #[inline]
     pub fn neighbour(&self, port: PortId, addr: &Addr) -> Option<MacAddr> {
         self.neighbours.get(&(port, *addr)).copied()
@@ -383,6 +375,11 @@ pub struct Local4 {
     few: [u32; Local4::FEW],
     /// Sorted, deduplicated: all of them.
     all: Vec<u32>,
+    /// The lowest address and the distance to the highest (`u32::MAX` and 0 when empty): a
+    /// packet passing through, whose destination is rarely near ours, is answered by one
+    /// compare.
+    lo: u32,
+    span: u32,
 }
 
 impl Local4 {
@@ -395,11 +392,18 @@ impl Local4 {
         for (f, &a) in few.iter_mut().zip(&all) {
             *f = a;
         }
-        Local4 { few, all }
+        let (lo, span) = match (all.first(), all.last()) {
+            (Some(&lo), Some(&hi)) => (lo, hi - lo),
+            _ => (u32::MAX, 0),
+        };
+        Local4 { few, all, lo, span }
     }
 
     #[inline]
     pub fn contains(&self, a: u32) -> bool {
+        if a.wrapping_sub(self.lo) > self.span {
+            return false;
+        }
         match self.all.len() {
             0 => false,
             1..=Local4::FEW => self.few.iter().fold(false, |hit, &x| hit | (x == a)),

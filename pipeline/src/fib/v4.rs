@@ -39,7 +39,9 @@ const NONE: Cell = Cell { entry: 0, depth: 0 };
 
 /// The IPv4 FIB.
 pub struct Fib4 {
-    tbl24: Vec<u16>,
+    /// A fixed-size array rather than a `Vec`: `addr >> 8` is in bounds by its type, so the
+    /// lookup has no bounds check.
+    tbl24: Box<[u16; 1 << 24]>,
     /// `depth + 1` of the prefix behind each non-group `tbl24` entry (0: none).
     depth24: Vec<u8>,
     tbl8: Vec<u16>,
@@ -52,10 +54,11 @@ pub struct Fib4 {
 
 /// A zeroed first level with huge-page advice (calloc'd memory is untouched until written, so
 /// the advice takes effect on first write).
-fn first_level() -> Vec<u16> {
+fn first_level() -> Box<[u16; 1 << 24]> {
     let mut t = vec![0u16; 1 << 24];
     super::advise_huge(t.as_mut_ptr() as *mut u8, t.len() * 2);
-    t
+    // The same allocation, typed by its length (no copy).
+    t.into_boxed_slice().try_into().unwrap_or_else(|_| unreachable!("2^24 entries"))
 }
 
 /// By hand rather than derived: the copy's first level must get the same huge-page advice as
@@ -64,7 +67,7 @@ fn first_level() -> Vec<u16> {
 impl Clone for Fib4 {
     fn clone(&self) -> Fib4 {
         let mut tbl24 = first_level();
-        tbl24.copy_from_slice(&self.tbl24);
+        tbl24.copy_from_slice(&self.tbl24[..]);
         Fib4 {
             tbl24,
             depth24: self.depth24.clone(),
