@@ -19,6 +19,12 @@ pub const HEADROOM: usize = 256;
 pub const FRAME_SIZE: usize = 2048;
 
 /// One packet: a frame it owns exclusively, the byte window holding the packet, and metadata.
+///
+/// Invariant: `head <= tail <= frame.len()`. The constructors establish it and every method
+/// that moves `head` or `tail` checks the move against it, so the window accessors
+/// ([`PacketBuf::data`] and its siblings) index the frame without checking it again: those
+/// checks took the L3 path from 308 to 323 instructions a packet (callgrind, the tunnels
+/// bench's plain case).
 pub struct PacketBuf {
     frame: &'static mut [u8],
     head: u16,
@@ -119,25 +125,35 @@ impl PacketBuf {
     /// The packet's bytes.
     #[inline]
     pub fn data(&self) -> &[u8] {
-        &self.frame[self.head as usize..self.tail as usize]
+        debug_assert!(self.head <= self.tail && self.tail as usize <= self.frame.len());
+        // SAFETY: `head <= tail <= frame.len()` is the type's invariant (see above).
+        unsafe { self.frame.get_unchecked(self.head as usize..self.tail as usize) }
     }
 
     /// The packet's bytes, writable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.frame[self.head as usize..self.tail as usize]
+        debug_assert!(self.head <= self.tail && self.tail as usize <= self.frame.len());
+        // SAFETY: as in `data`.
+        unsafe { self.frame.get_unchecked_mut(self.head as usize..self.tail as usize) }
     }
 
     /// The bytes and the metadata at once (stages read one and write the other).
     #[inline]
     pub fn data_and_meta(&mut self) -> (&[u8], &mut Meta) {
-        (&self.frame[self.head as usize..self.tail as usize], &mut self.meta)
+        debug_assert!(self.head <= self.tail && self.tail as usize <= self.frame.len());
+        // SAFETY: as in `data`.
+        let data = unsafe { self.frame.get_unchecked(self.head as usize..self.tail as usize) };
+        (data, &mut self.meta)
     }
 
     /// The writable bytes and the metadata at once.
     #[inline]
     pub fn data_mut_and_meta(&mut self) -> (&mut [u8], &mut Meta) {
-        (&mut self.frame[self.head as usize..self.tail as usize], &mut self.meta)
+        debug_assert!(self.head <= self.tail && self.tail as usize <= self.frame.len());
+        // SAFETY: as in `data`.
+        let data = unsafe { self.frame.get_unchecked_mut(self.head as usize..self.tail as usize) };
+        (data, &mut self.meta)
     }
 
     /// Bytes at frame offset `at..at + len` in front of the packet's head: headers an earlier
