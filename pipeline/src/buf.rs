@@ -206,6 +206,25 @@ impl PacketBuf {
         Ok(&mut self.frame[h..h + n])
     }
 
+    /// [`prepend`](Self::prepend) for a header written as one block of a fixed size `B`:
+    /// moves the head back by `n` and returns the `B` bytes that end at the old head. The new
+    /// header is their last `n` bytes; the `B - n` in front of it are headroom, free to
+    /// overwrite. A copy of a fixed size compiles to a few wide moves, where a copy of `n`
+    /// bytes dispatches on `n` (the encap stage's templates). `None`, with nothing moved, when
+    /// `n > B` or the headroom is shorter than `B`.
+    #[inline]
+    pub fn prepend_block<const B: usize>(&mut self, n: usize) -> Option<&mut [u8; B]> {
+        let h = self.head as usize;
+        if n > B || h < B {
+            return None;
+        }
+        self.head = (h - n) as u16;
+        debug_assert!(h <= self.frame.len());
+        // SAFETY: `h - B .. h` is inside the frame: `B <= h <= tail <= frame.len()`.
+        let block = unsafe { self.frame.get_unchecked_mut(h - B..h) };
+        block.try_into().ok()
+    }
+
     /// Strips `n` bytes from the front (decapsulation, VLAN pop).
     #[inline]
     pub fn advance(&mut self, n: usize) -> Result<(), BufError> {
@@ -279,6 +298,21 @@ mod tests {
         assert_eq!(b.data(), &[1, 2, 3, 4]);
         assert_eq!(b.prepend(HEADROOM + 1).unwrap_err(), BufError::NoHeadroom);
         assert_eq!(b.advance(5).unwrap_err(), BufError::TooShort);
+    }
+
+    #[test]
+    fn a_block_prepend_puts_the_header_right_before_the_data() {
+        let mut b = buf();
+        b.fill_from(&[1, 2, 3]).unwrap();
+        let block = b.prepend_block::<8>(2).unwrap();
+        *block = [7, 7, 7, 7, 7, 7, 9, 8];
+        assert_eq!(b.data(), &[9, 8, 1, 2, 3]);
+        assert_eq!(b.headroom(), HEADROOM - 2);
+        assert!(b.prepend_block::<8>(9).is_none(), "longer than the block");
+        b.advance(2).unwrap();
+        b.prepend(HEADROOM - 4).unwrap();
+        assert!(b.prepend_block::<8>(2).is_none(), "4 bytes of headroom left");
+        assert_eq!(b.headroom(), 4);
     }
 
     #[test]

@@ -328,6 +328,10 @@ struct Template {
     dst_port: u16,
     len: usize,
     hdr: [u8; TEMPLATE_MAX],
+    /// The header again, right-aligned (its last byte is the last of the array) when it is at
+    /// most [`BLOCK`] bytes: [`Template::put`] copies a whole fixed-size block ending at the
+    /// packet's head.
+    right: [u8; BLOCK],
     /// IPv4: the sum of the header's 16-bit words that are the same for every packet, with
     /// the version/IHL byte of the first one (`0x4500`): all but the DS byte, the total length
     /// and the checksum. At most 9 words, so under 2^20.
@@ -336,6 +340,10 @@ struct Template {
 
 /// Ethernet, IPv6, UDP, Geneve base header and the largest options area the config allows.
 const TEMPLATE_MAX: usize = 14 + 40 + 8 + 8 + 128;
+
+/// The largest header [`Template::put`] writes as fixed-size blocks (64 or 128 bytes): every
+/// shape but Geneve with more than 58 bytes of options.
+const BLOCK: usize = 128;
 
 /// `Template::iface` of an empty slot (no tunnel interface has it: interface ids index
 /// `Tables::ports`, which is far shorter).
@@ -358,6 +366,7 @@ impl Template {
         dst_port: 0,
         len: 0,
         hdr: [0; TEMPLATE_MAX],
+        right: [0; BLOCK],
         csum_base: 0,
     };
 
@@ -386,6 +395,10 @@ impl Template {
             hdr[at + 6] = 0;
             hdr[at + 7] = 0;
         }
+        let mut right = [0u8; BLOCK];
+        if let Some(r) = BLOCK.checked_sub(len) {
+            right[r..].copy_from_slice(&hdr[..len]);
+        }
         let (ds_shift, ds_mask) = match inner_type {
             ETHERTYPE_IPV4 => (0, 0xff),
             ETHERTYPE_IPV6 => (4, 0xff),
@@ -407,8 +420,34 @@ impl Template {
             dst_port: tunnel.dst_port,
             len,
             hdr,
+            right,
             csum_base,
         })
+    }
+
+    /// Prepends the header to `p` and returns its first `N` bytes (`N` at most the shortest
+    /// header of the template's shape), or `None` without headroom for it. With the headroom
+    /// to spare (nearly always: [`ferroplane_pipeline::buf::HEADROOM`] is 256 bytes), the header goes in as one copy of a
+    /// 64- or 128-byte block ending at the packet's head, which overwrites only headroom in
+    /// front of it (see [`PacketBuf::prepend_block`]): a few wide moves with no dispatch on
+    /// the length.
+    #[inline(always)]
+    fn put<'a, const N: usize>(&self, p: &'a mut PacketBuf) -> Option<&'a mut [u8; N]> {
+        let n = self.len;
+        let out: &mut [u8] = if n <= 64 && p.headroom() >= 64 {
+            let b = p.prepend_block::<64>(n)?;
+            b.copy_from_slice(&self.right[BLOCK - 64..]);
+            &mut b[64 - n..]
+        } else if n <= BLOCK && p.headroom() >= BLOCK {
+            let b = p.prepend_block::<BLOCK>(n)?;
+            b.copy_from_slice(&self.right);
+            &mut b[BLOCK - n..]
+        } else {
+            let out = p.prepend(n).ok()?;
+            copy_header(out, &self.hdr);
+            out
+        };
+        out.first_chunk_mut::<N>()
     }
 
     /// The inner DS field of a frame whose first 16 bytes are `h` (see `ds_shift`), as
@@ -429,13 +468,10 @@ impl Template {
         if len as isize > self.max_payload {
             return Verdict::Drop(DropReason::TunnelMtuExceeded);
         }
-        let Ok(out) = p.prepend(self.len) else {
+        // Every VXLAN/Geneve IPv4 template holds Ethernet, IPv4 and UDP, so only a lack of
+        // headroom fails this.
+        let Some(h) = self.put::<{ ETH_LEN + 20 + 8 }>(p) else {
             return Verdict::Drop(DropReason::TunnelNoHeadroom);
-        };
-        copy_header(out, &self.hdr);
-        // Every VXLAN/Geneve IPv4 template holds Ethernet, IPv4 and UDP, so this never fails.
-        let Some(h) = out.first_chunk_mut::<{ ETH_LEN + 20 + 8 }>() else {
-            return Verdict::Drop(DropReason::TunnelInnerMalformed);
         };
         // The outer IP packet: the template after its Ethernet header, then the payload.
         let ip_total = (self.len - ETH_LEN + len) as u32;
@@ -461,13 +497,9 @@ impl Template {
             return Verdict::Drop(DropReason::TunnelInnerMalformed);
         }
         let ip_total = (20 + p.len()) as u32;
-        let Ok(out) = p.prepend(self.len) else {
+        // Every IPv4 IP-in-IP template is Ethernet and IPv4, so only a lack of headroom fails.
+        let Some(h) = self.put::<{ ETH_LEN + 20 }>(p) else {
             return Verdict::Drop(DropReason::TunnelNoHeadroom);
-        };
-        copy_header(out, &self.hdr);
-        // Every IPv4 IP-in-IP template is Ethernet and IPv4, so this never fails.
-        let Some(h) = out.first_chunk_mut::<{ ETH_LEN + 20 }>() else {
-            return Verdict::Drop(DropReason::TunnelInnerMalformed);
         };
         h[15] = ds;
         h[16..18].copy_from_slice(&(ip_total as u16).to_be_bytes());
