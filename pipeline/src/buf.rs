@@ -220,9 +220,10 @@ impl PacketBuf {
         }
         self.head = (h - n) as u16;
         debug_assert!(h <= self.frame.len());
-        // SAFETY: `h - B .. h` is inside the frame: `B <= h <= tail <= frame.len()`.
-        let block = unsafe { self.frame.get_unchecked_mut(h - B..h) };
-        block.try_into().ok()
+        // SAFETY: `h - B .. h` is inside the frame: `B <= h <= tail <= frame.len()`; so the
+        // `B` bytes from its start are an array of `B` bytes (cast, not converted: a
+        // conversion's `Option` cost a null check per packet).
+        Some(unsafe { &mut *(self.frame.as_mut_ptr().add(h - B) as *mut [u8; B]) })
     }
 
     /// Strips `n` bytes from the front (decapsulation, VLAN pop).

@@ -101,20 +101,26 @@ impl Meta {
     /// of line).
     #[inline(always)]
     pub fn flow_hash_of(&self, seed: u64) -> u32 {
-        let f = &self.flow;
         if self.l3 == L3::Ipv4 {
-            let v4 = |a: &[u8; 16]| u32::from_be_bytes([a[12], a[13], a[14], a[15]]);
-            crate::flow::symmetric_hash_v4(
-                v4(&f.src),
-                v4(&f.dst),
-                f.src_port,
-                f.dst_port,
-                f.proto,
-                seed,
-            )
+            self.flow_hash_v4(seed)
         } else {
-            f.symmetric_hash(seed)
+            self.flow.symmetric_hash(seed)
         }
+    }
+
+    /// [`Meta::flow_hash_of`] of a packet known to be IPv4 (`l3` is [`L3::Ipv4`]).
+    #[inline(always)]
+    pub fn flow_hash_v4(&self, seed: u64) -> u32 {
+        let f = &self.flow;
+        let v4 = |a: &[u8; 16]| u32::from_be_bytes([a[12], a[13], a[14], a[15]]);
+        crate::flow::symmetric_hash_v4(
+            v4(&f.src),
+            v4(&f.dst),
+            f.src_port,
+            f.dst_port,
+            f.proto,
+            seed,
+        )
     }
 }
 

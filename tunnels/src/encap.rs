@@ -25,7 +25,7 @@
 use ferroplane_pipeline::buf::PacketBuf;
 use ferroplane_pipeline::checksum;
 use ferroplane_pipeline::fib::NextHopId;
-use ferroplane_pipeline::meta::{Addr, PortId};
+use ferroplane_pipeline::meta::{Addr, PortId, L3};
 use ferroplane_pipeline::parse::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use ferroplane_pipeline::stage::{Context, PacketStage};
 use ferroplane_pipeline::tables::{MacAddr, NextHop, Tables};
@@ -321,6 +321,9 @@ struct Template {
     /// Whether the outer headers carry the flow hash (a UDP source port, an IPv6 flow label):
     /// all but IP-in-IP in IPv4.
     hashed: bool,
+    /// IPv4 into VXLAN or Geneve over IPv4: the commonest shape, which the stage's fast path
+    /// serves with the inner packet's family, DS byte and flow hash known up front.
+    v4_in_udp4: bool,
     udp_checksum6: bool,
     /// The UDP destination port (VXLAN and Geneve), kept here so `apply` builds the first UDP
     /// word in a register instead of reading it back from the bytes it has just copied (a
@@ -362,6 +365,7 @@ impl Template {
         kind: TunnelKind::Vxlan,
         v6: false,
         hashed: false,
+        v4_in_udp4: false,
         udp_checksum6: false,
         dst_port: 0,
         len: 0,
@@ -416,6 +420,7 @@ impl Template {
             kind: tunnel.kind,
             v6,
             hashed: v6 || tunnel.kind != TunnelKind::Ipip,
+            v4_in_udp4: !v6 && tunnel.kind != TunnelKind::Ipip && inner_type == ETHERTYPE_IPV4,
             udp_checksum6: tunnel.udp_checksum6,
             dst_port: tunnel.dst_port,
             len,
@@ -804,6 +809,19 @@ impl PacketStage for EncapStage {
     fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
         if p.meta.out_port as u32 == self.p2p_iface {
             let tpl = &self.p2p[self.cur % SLOTS];
+            // An IPv4 packet (the parse stage's word; untagged, or the input stage would have
+            // dropped it) into an IPv4 VXLAN/Geneve template: the inner DS field is byte 15
+            // and the flow hash the IPv4 one, with no EtherType to read and nothing to select.
+            if tpl.v4_in_udp4 && p.meta.l3 == L3::Ipv4 {
+                if let Some(&ds) = p.data().get(ETH_LEN + 1) {
+                    debug_assert_eq!(p.data()[12..14], ETHERTYPE_IPV4.to_be_bytes());
+                    let (port, bytes) = (p.meta.out_port, p.len());
+                    let hash = p.meta.flow_hash_v4(cx.tables.hash_seed);
+                    p.meta.verdict = tpl.apply_udp4(p, ds, hash);
+                    self.count(cx.tables, port, p, bytes);
+                    return;
+                }
+            }
             if let Some(h) = p.data().first_chunk::<16>() {
                 if u16::from_be_bytes([h[12], h[13]]) == tpl.inner_type {
                     let (port, bytes, ds) = (p.meta.out_port, p.len(), tpl.ds(h));
