@@ -15,6 +15,7 @@ use crate::meta::{Addr, Meta, PortId, L3};
 use crate::parse;
 use crate::stage::{Context, PacketStage};
 use crate::tables::{MacAddr, NextHop};
+use crate::tunnel::Link;
 use crate::verdict::{DropReason, PuntReason, Verdict};
 
 const ETH_BROADCAST: [u8; 6] = [0xff; 6];
@@ -235,17 +236,14 @@ impl RewriteStage {
             return Verdict::Drop(DropReason::NextHopDrop);
         };
         data[6..12].copy_from_slice(&out.mac);
-        let tunnel = match meta.out_port >= cx.tables.tunnels.first_iface() {
-            true => cx.tables.tunnels.by_iface(meta.out_port),
-            false => None,
-        };
-        if tunnel.is_some_and(|t| !t.kind.l2()) {
+        let link = cx.tables.tunnels.link(meta.out_port);
+        if link == Link::IpTunnel {
             // IP-in-IP has no link layer: the encap stage strips this header.
             return Verdict::Continue;
         }
         match cache.get(cx, meta.out_port, &meta.next_hop) {
             // Into a VXLAN/Geneve tunnel: the encap stage decides.
-            Some(mac) if tunnel.is_some() => {
+            Some(mac) if link == Link::EthernetTunnel => {
                 data[0..6].copy_from_slice(&mac);
                 Verdict::Continue
             }
@@ -299,7 +297,7 @@ impl NeighbourCache {
         NeighbourCache { entries: [(0, u32::MAX, 0); 2], next: 0 }
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&mut self, cx: &Context<'_>, port: PortId, addr: &Addr) -> Option<MacAddr> {
         let a = u128::from_ne_bytes(*addr);
         let p = port as u32;

@@ -118,6 +118,23 @@ pub struct TunnelTable {
     /// [`TunnelTable::udp_listener_slots`].
     udp_slots: [u16; LISTENER_SLOTS],
     ipip: bool,
+    /// [`TunnelTable::link`] of each slot, beside `tunnels` in one byte each: the rewrite
+    /// stage asks it for every packet into a tunnel, and an `Option<Tunnel>` is a long way
+    /// from its kind.
+    links: Vec<Link>,
+}
+
+/// What an egress interface puts under the IP packet, which the rewrite stage needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Link {
+    /// A port, or no tunnel at all: an Ethernet header from the neighbour table.
+    #[default]
+    Port,
+    /// VXLAN or Geneve: an inner Ethernet header from the overlay neighbours, then the encap
+    /// stage.
+    EthernetTunnel,
+    /// IP-in-IP: no link layer; the encap stage strips the Ethernet header.
+    IpTunnel,
 }
 
 /// Listening UDP ports the decap stage compares every packet against without a loop.
@@ -206,6 +223,10 @@ impl TunnelTable {
             self.tunnels.resize(slot + 1, None);
         }
         self.decap.insert(key, slot as u16);
+        if self.links.len() <= slot {
+            self.links.resize(slot + 1, Link::Port);
+        }
+        self.links[slot] = if t.kind.l2() { Link::EthernetTunnel } else { Link::IpTunnel };
         self.tunnels[slot] = Some(t);
         Ok(())
     }
@@ -225,8 +246,10 @@ impl TunnelTable {
         self.udp_ports.retain(|(p, _)| self.tunnels.iter().flatten().any(|o| o.dst_port == *p));
         self.fill_udp_slots();
         self.ipip = self.tunnels.iter().flatten().any(|o| o.kind == TunnelKind::Ipip);
+        self.links[slot] = Link::Port;
         while self.tunnels.last().is_some_and(Option::is_none) {
             self.tunnels.pop();
+            self.links.pop();
         }
         Some(t)
     }
@@ -236,6 +259,15 @@ impl TunnelTable {
     pub fn by_iface(&self, iface: PortId) -> Option<&Tunnel> {
         let slot = iface.checked_sub(self.first_iface)? as usize;
         self.tunnels.get(slot)?.as_ref()
+    }
+
+    /// What `iface` puts under the IP packet ([`Link::Port`] for anything but a tunnel).
+    #[inline]
+    pub fn link(&self, iface: PortId) -> Link {
+        if iface < self.first_iface {
+            return Link::Port;
+        }
+        self.links.get((iface - self.first_iface) as usize).copied().unwrap_or_default()
     }
 
     /// True when `iface` is a tunnel's interface id (cheap: the fast path asks for every packet).
@@ -372,5 +404,25 @@ mod tests {
         assert_eq!(t.decap_lookup(4789, &local, 100, &other).map(|t| &t.name), None);
         assert!(t.is_tunnel(3));
         assert!(!t.is_tunnel(0));
+    }
+
+    /// The rewrite stage's per-interface link kind follows additions and removals, and says
+    /// `Port` for ports, free slots and ids past the last tunnel.
+    #[test]
+    fn links_follow_the_tunnels() {
+        let mut t = TunnelTable::new(2);
+        t.insert(vx("a", 2, 100, None)).unwrap();
+        let mut ip = vx("b", 3, 0, Some(v4_mapped([192, 0, 2, 9])));
+        ip.kind = TunnelKind::Ipip;
+        t.insert(ip).unwrap();
+        let links = |t: &TunnelTable| (0..6).map(|i| t.link(i)).collect::<Vec<_>>();
+        use Link::*;
+        assert_eq!(links(&t), [Port, Port, EthernetTunnel, IpTunnel, Port, Port]);
+        t.remove(2).unwrap();
+        assert_eq!(links(&t), [Port, Port, Port, IpTunnel, Port, Port]);
+        t.remove(3).unwrap();
+        assert_eq!(links(&t), [Port; 6]);
+        t.insert(vx("c", 2, 100, None)).unwrap();
+        assert_eq!(links(&t), [Port, Port, EthernetTunnel, Port, Port, Port]);
     }
 }
