@@ -81,6 +81,9 @@ pub struct DecapStage {
     /// than the slots hold.
     keys: [u32; 8],
     udp_many: bool,
+    /// A one-word Bloom filter of `keys`: the bit [`filter_bit`] of each (all bits while
+    /// `udp_many`). A packet whose key's bit is clear is for no tunnel.
+    filter: u64,
     /// The burst's last decap key and the interface of the tunnel it found: a burst's tunnel
     /// packets mostly come from one remote, and comparing the 40-byte key costs less than
     /// hashing it and probing the table. Reset by `begin` (never older than the snapshot).
@@ -335,6 +338,14 @@ fn listener_key(proto: u8, dst_port: u16) -> u32 {
     (proto as u32) << 16 | dst_port as u32
 }
 
+/// The bit of listener key `k` in `DecapStage::filter`: the top 6 bits of a multiplicative
+/// hash (Knuth's), so the handful of listener keys rarely share one and other keys spread
+/// over all 64.
+#[inline(always)]
+fn filter_bit(k: u32) -> u64 {
+    1 << (k.wrapping_mul(0x9e37_79b1) >> 26)
+}
+
 /// A listener key no packet has (a protocol is at most 255).
 const NO_KEY: u32 = u32::MAX;
 
@@ -348,12 +359,17 @@ impl DecapStage {
     /// from the snapshot (no table pointers to follow, no loop); only a packet that passes
     /// goes through `decap_one`'s full checks.
     ///
-    /// One word of the flow key against the eight listener keys at once, with no branch on
-    /// the protocol, which mixed TCP and UDP traffic would mispredict. (The instructions are
-    /// as many as a match on the protocol took: 22 a packet with the stage's loop, callgrind.)
+    /// One word of the flow key, with no branch on the protocol: first its bit in `filter`,
+    /// which turns away nearly every packet of no tunnel (a few instructions), then the eight
+    /// listener keys at once for the rest. The check and the stage's loop took 22
+    /// instructions a packet as eight compares alone, 17 with the filter in front (callgrind,
+    /// the tunnels bench's native traffic with tunnels configured).
     #[inline(always)]
     fn maybe_tunnel(&self, m: &Meta) -> bool {
         let k = listener_key(m.l4_proto, m.flow.dst_port);
+        if self.filter & filter_bit(k) == 0 {
+            return false;
+        }
         let hit = self.keys.iter().fold(false, |hit, &x| hit | (x == k));
         hit | (self.udp_many & (m.l4_proto == UDP))
     }
@@ -415,6 +431,10 @@ impl PacketStage for DecapStage {
             self.keys[LISTENER_SLOTS] = listener_key(IPV4_IN_IP, 0);
             self.keys[LISTENER_SLOTS + 1] = listener_key(IPV6_IN_IP, 0);
         }
+        self.filter = match self.udp_many {
+            true => u64::MAX,
+            false => self.keys.iter().filter(|&&k| k != NO_KEY).fold(0, |f, &k| f | filter_bit(k)),
+        };
         self.last_lookup = None;
         !t.is_empty()
     }
@@ -423,6 +443,84 @@ impl PacketStage for DecapStage {
     fn packet(&mut self, cx: &Context<'_>, p: &mut PacketBuf) {
         if self.maybe_tunnel(&p.meta) {
             self.decapsulate(cx, p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroplane_pipeline::flow::v4_mapped;
+    use ferroplane_pipeline::tables::{PortInfo, TablesBuilder};
+
+    /// A table with one port and, for each UDP port in `udp` (VXLAN), a tunnel, plus an
+    /// IP-in-IP tunnel when `ipip`.
+    fn tables(udp: &[u16], ipip: bool) -> Tables {
+        let mut b = TablesBuilder::new(1);
+        let addr = "192.0.2.1".parse().unwrap();
+        b.port(PortInfo { name: "p".into(), mac: [2; 6], mtu: 1500, addresses: vec![(addr, 24)] });
+        let mut kinds: Vec<(TunnelKind, u16)> =
+            udp.iter().map(|&p| (TunnelKind::Vxlan, p)).collect();
+        if ipip {
+            kinds.push((TunnelKind::Ipip, 0));
+        }
+        for (i, (kind, port)) in kinds.into_iter().enumerate() {
+            let info =
+                PortInfo { name: format!("t{i}"), mac: [4; 6], mtu: 1400, addresses: vec![] };
+            let t = Tunnel {
+                name: format!("t{i}"),
+                kind,
+                iface: 0,
+                local: v4_mapped([192, 0, 2, 1]),
+                remote: Some(v4_mapped([192, 0, 2, 10 + i as u8])),
+                vni: 100,
+                dst_port: port,
+                ttl: 64,
+                udp_checksum6: false,
+                options: Vec::new(),
+            };
+            b.tunnel(info, t);
+        }
+        b.build().unwrap()
+    }
+
+    fn meta(proto: u8, dst_port: u16) -> Meta {
+        let mut m = Meta::EMPTY;
+        m.l4_proto = proto;
+        m.flow.dst_port = dst_port;
+        m
+    }
+
+    /// The listener check (its Bloom filter, then the exact keys) says yes to every listener
+    /// and no to everything else, for every shape of listener set: a few UDP ports, IP-in-IP,
+    /// both, and more UDP ports than the slots hold (then every UDP packet may be one).
+    #[test]
+    fn the_listener_check_passes_exactly_the_listeners() {
+        for (udp, ipip) in [
+            (vec![4789], false),
+            (vec![], true),
+            (vec![4789, 6081], true),
+            (vec![4789, 4790, 4791, 4792], true),
+            (vec![4789, 4790, 4791, 4792, 4793], false),
+        ] {
+            let t = tables(&udp, ipip);
+            let mut d = DecapStage::new(None);
+            assert!(d.begin(&Context { tables: &t, now_ns: 0 }));
+            let many = udp.len() > LISTENER_SLOTS;
+            for proto in [1, 4, 6, 17, 41, 47, 58, 132] {
+                for port in (0..=u16::MAX).step_by(7).chain(udp.iter().copied()).chain([0]) {
+                    let want = match proto {
+                        UDP => many || udp.contains(&port),
+                        IPV4_IN_IP | IPV6_IN_IP => ipip && port == 0,
+                        _ => false,
+                    };
+                    assert_eq!(
+                        d.maybe_tunnel(&meta(proto, port)),
+                        want,
+                        "{udp:?} {ipip} {proto} {port}"
+                    );
+                }
+            }
         }
     }
 }
