@@ -112,7 +112,7 @@ impl Meta {
     #[inline(always)]
     pub fn flow_hash_v4(&self, seed: u64) -> u32 {
         let f = &self.flow;
-        let v4 = |a: &[u8; 16]| u32::from_be_bytes([a[12], a[13], a[14], a[15]]);
+        let v4 = |a: &[u8; 16]| u32::from_ne_bytes([a[12], a[13], a[14], a[15]]);
         crate::flow::symmetric_hash_v4(
             v4(&f.src),
             v4(&f.dst),
