@@ -344,7 +344,7 @@ struct Template {
 /// Ethernet, IPv6, UDP, Geneve base header and the largest options area the config allows.
 const TEMPLATE_MAX: usize = 14 + 40 + 8 + 8 + 128;
 
-/// The largest header [`Template::put`] writes as fixed-size blocks (64 or 128 bytes): every
+/// The largest header [`Template::put`] writes as fixed-size blocks (64, 96 or 128 bytes): every
 /// shape but Geneve with more than 58 bytes of options.
 const BLOCK: usize = 128;
 
@@ -432,10 +432,10 @@ impl Template {
 
     /// Prepends the header to `p` and returns its first `N` bytes (`N` at most the shortest
     /// header of the template's shape), or `None` without headroom for it. With the headroom
-    /// to spare (nearly always: [`ferroplane_pipeline::buf::HEADROOM`] is 256 bytes), the header goes in as one copy of a
-    /// 64- or 128-byte block ending at the packet's head, which overwrites only headroom in
-    /// front of it (see [`PacketBuf::prepend_block`]): a few wide moves with no dispatch on
-    /// the length.
+    /// to spare (nearly always: [`ferroplane_pipeline::buf::HEADROOM`] is 256 bytes), the
+    /// header goes in as one copy of a 64-, 96- or 128-byte block ending at the packet's head,
+    /// which overwrites only headroom in front of it (see [`PacketBuf::prepend_block`]): a few
+    /// wide moves with no dispatch on the length.
     #[inline(always)]
     fn put<'a, const N: usize>(&self, p: &'a mut PacketBuf) -> Option<&'a mut [u8; N]> {
         let n = self.len;
@@ -443,6 +443,11 @@ impl Template {
             let b = p.prepend_block::<64>(n)?;
             b.copy_from_slice(&self.right[BLOCK - 64..]);
             &mut b[64 - n..]
+        } else if n <= 96 && p.headroom() >= 96 {
+            // Geneve with up to 46 bytes of options.
+            let b = p.prepend_block::<96>(n)?;
+            b.copy_from_slice(&self.right[BLOCK - 96..]);
+            &mut b[96 - n..]
         } else if n <= BLOCK && p.headroom() >= BLOCK {
             let b = p.prepend_block::<BLOCK>(n)?;
             b.copy_from_slice(&self.right);
