@@ -49,8 +49,8 @@ pub fn parse_headers(data: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
 /// Anything else, and any frame that would fail a check, returns `false` untouched in its
 /// verdict and goes to [`parse_general`], which then gives the same answer it always gave; so
 /// a frame this accepts gets exactly the metadata the general path would give it (a proptest
-/// checks that). The general path took 170 instructions for such a frame (callgrind), this
-/// one TODO.
+/// checks that). With the stage's loop, the general path took 171 instructions for such a
+/// frame and this one takes 74 (callgrind, the tunnels bench's plain case).
 #[inline(always)]
 fn parse_udp_tcp4(data: &[u8], meta: &mut Meta) -> bool {
     // Ethernet, IPv4 and the first 8 bytes of the transport header (UDP's all, TCP's ports).
