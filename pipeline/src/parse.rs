@@ -46,8 +46,8 @@ pub fn parse_headers(data: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
 /// The commonest frame on a router, untagged IPv4 without options carrying the first (or only)
 /// fragment of a UDP or TCP datagram, read through fixed-size views of its first bytes: one
 /// length check for all the fields instead of one per field, and no call for the ports.
-/// Anything else, and any frame that would fail a check, returns `false` untouched in its
-/// verdict and goes to [`parse_general`], which then gives the same answer it always gave; so
+/// Anything else, and any frame that would fail a check, returns `false` with `meta`
+/// untouched and goes to [`parse_general`], which then gives the same answer it always gave; so
 /// a frame this accepts gets exactly the metadata the general path would give it (a proptest
 /// checks that). With the stage's loop, the general path took 171 instructions for such a
 /// frame and this one takes 74 (callgrind, the tunnels bench's plain case).
