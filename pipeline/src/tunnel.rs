@@ -246,7 +246,9 @@ impl TunnelTable {
         self.udp_ports.retain(|(p, _)| self.tunnels.iter().flatten().any(|o| o.dst_port == *p));
         self.fill_udp_slots();
         self.ipip = self.tunnels.iter().flatten().any(|o| o.kind == TunnelKind::Ipip);
-        self.links[slot] = Link::Port;
+        if let Some(l) = self.links.get_mut(slot) {
+            *l = Link::Port;
+        }
         while self.tunnels.last().is_some_and(Option::is_none) {
             self.tunnels.pop();
             self.links.pop();

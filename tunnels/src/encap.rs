@@ -868,7 +868,7 @@ mod tests {
             addresses: vec![(ip("10.2.0.1"), 24), (ip("2001:db8:2::1"), 64)],
         });
         type Shape<'a> = (TunnelKind, &'a str, Option<&'a str>, Vec<u8>, bool);
-        let shapes: [Shape<'_>; 5] = [
+        let shapes: [Shape<'_>; 7] = [
             (TunnelKind::Vxlan, "10.2.0.1", Some("10.2.0.2"), vec![], true),
             (
                 TunnelKind::Geneve,
@@ -880,6 +880,17 @@ mod tests {
             (TunnelKind::Vxlan, "2001:db8:2::1", Some("2001:db8:2::3"), vec![], false),
             (TunnelKind::Ipip, "10.2.0.1", Some("10.2.0.4"), vec![], true),
             (TunnelKind::Vxlan, "10.2.0.1", None, vec![], true),
+            // A remote behind an ECMP route of two gateways: each flow picks its own underlay
+            // path.
+            (TunnelKind::Vxlan, "10.2.0.1", Some("192.0.2.7"), vec![], true),
+            // Geneve with options over IPv4 (the template's UDP/IPv4 path with a longer header).
+            (
+                TunnelKind::Geneve,
+                "10.2.0.1",
+                Some("10.2.0.8"),
+                vec![1, 2, 3, 1, 9, 9, 9, 9, 1, 2, 4, 1, 7, 7, 7, 7],
+                true,
+            ),
         ];
         let mut ids = Vec::new();
         for (i, (kind, local, remote, options, csum)) in shapes.into_iter().enumerate() {
@@ -912,40 +923,6 @@ mod tests {
         {
             b.neighbour(0, ip(r), [2, 0, 0, 0, 0xee, i as u8]);
         }
-        // A remote behind an ECMP route of two gateways: each flow picks its own underlay path.
-        let id = b.tunnel(
-            PortInfo { name: "t5".into(), mac: [2, 0, 0, 0, 9, 5], mtu: 1400, addresses: vec![] },
-            Tunnel {
-                name: "t5".into(),
-                kind: TunnelKind::Vxlan,
-                iface: 0,
-                local: addr_from_ip(ip("10.2.0.1")),
-                remote: Some(addr_from_ip(ip("192.0.2.7"))),
-                vni: 105,
-                dst_port: 4789,
-                ttl: 60,
-                udp_checksum6: true,
-                options: vec![],
-            },
-        );
-        ids.push(id);
-        // Geneve with options over IPv4 (the template's UDP/IPv4 path with a longer header).
-        let id = b.tunnel(
-            PortInfo { name: "t6".into(), mac: [2, 0, 0, 0, 9, 6], mtu: 1400, addresses: vec![] },
-            Tunnel {
-                name: "t6".into(),
-                kind: TunnelKind::Geneve,
-                iface: 0,
-                local: addr_from_ip(ip("10.2.0.1")),
-                remote: Some(addr_from_ip(ip("10.2.0.8"))),
-                vni: 106,
-                dst_port: 6081,
-                ttl: 60,
-                udp_checksum6: true,
-                options: vec![1, 2, 3, 1, 9, 9, 9, 9, 1, 2, 4, 1, 7, 7, 7, 7],
-            },
-        );
-        ids.push(id);
         b.neighbour(0, ip("10.2.0.8"), [2, 0, 0, 0, 0xee, 8]);
         let via = |a: &str| NextHopSpec { via: Some(ip(a)), dev: None, weight: 1 };
         b.route(ip("192.0.2.0"), 24, &[via("10.2.0.2"), via("10.2.0.4")], false).unwrap();
