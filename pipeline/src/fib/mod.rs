@@ -80,20 +80,6 @@ impl crate::mirror::Apply for Fib6 {
     }
 }
 
-/// Asks for transparent huge pages on a fresh (untouched) allocation. The tables span tens of
-/// MiB and are read at random: with 4 KiB pages nearly every lookup is also a TLB miss, and a
-/// prefetch that misses the TLB waits for the page walk (measured in the L3 pipeline bench:
-/// 35% of the route stage's time on the prefetch of the first-level entry).
-fn advise_huge(ptr: *mut u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    let start = (ptr as usize).next_multiple_of(HUGE);
-    let end = (ptr as usize + len) / HUGE * HUGE;
-    if end > start {
-        // SAFETY: advice only, on whole pages inside an allocation the caller owns.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use ferroplane_hugepages::Table;
+
 use super::{FibError, NextHopId, MAX_NEXT_HOP};
 
 const EXT: u16 = 1 << 15;
@@ -38,10 +40,11 @@ struct Cell {
 const NONE: Cell = Cell { entry: 0, depth: 0 };
 
 /// The IPv4 FIB.
+#[derive(Clone)]
 pub struct Fib4 {
-    /// A fixed-size array rather than a `Vec`: `addr >> 8` is in bounds by its type, so the
-    /// lookup has no bounds check.
-    tbl24: Box<[u16; 1 << 24]>,
+    /// Exactly 2^24 entries, in 2 MiB-aligned memory so that all of it gets huge pages (see
+    /// [`Table`]); `addr >> 8` is always in bounds.
+    tbl24: Table<u16>,
     /// `depth + 1` of the prefix behind each non-group `tbl24` entry (0: none).
     depth24: Vec<u8>,
     tbl8: Vec<u16>,
@@ -52,32 +55,9 @@ pub struct Fib4 {
     count: usize,
 }
 
-/// A zeroed first level with huge-page advice (calloc'd memory is untouched until written, so
-/// the advice takes effect on first write).
-fn first_level() -> Box<[u16; 1 << 24]> {
-    let mut t = vec![0u16; 1 << 24];
-    super::advise_huge(t.as_mut_ptr() as *mut u8, t.len() * 2);
-    // The same allocation, typed by its length (no copy).
-    t.into_boxed_slice().try_into().unwrap_or_else(|_| unreachable!("2^24 entries"))
-}
-
-/// By hand rather than derived: the copy's first level must get the same huge-page advice as
-/// [`Fib4::new`] gives, or every other mirror copy ([`crate::mirror`]) would be looked up
-/// through 4 KiB pages.
-impl Clone for Fib4 {
-    fn clone(&self) -> Fib4 {
-        let mut tbl24 = first_level();
-        tbl24.copy_from_slice(&self.tbl24[..]);
-        Fib4 {
-            tbl24,
-            depth24: self.depth24.clone(),
-            tbl8: self.tbl8.clone(),
-            depth8: self.depth8.clone(),
-            free_groups: self.free_groups.clone(),
-            routes: self.routes.clone(),
-            count: self.count,
-        }
-    }
+/// A zeroed first level (untouched until written, like the `calloc` it replaces).
+fn first_level() -> Table<u16> {
+    Table::zeroed(1 << 24)
 }
 
 impl Default for Fib4 {
@@ -115,9 +95,10 @@ impl Fib4 {
     /// Longest-prefix match of `addr` (host byte order).
     #[inline(always)]
     pub fn lookup(&self, addr: u32) -> Option<NextHopId> {
-        // SAFETY-free indexing: tbl24 has exactly 2^24 entries and `addr >> 8 < 2^24`; group
-        // indices come only from `alloc_group`, which sized tbl8 to hold them.
-        let mut e = self.tbl24[(addr >> 8) as usize];
+        // SAFETY: tbl24 has exactly 2^24 entries (`first_level`; never resized) and
+        // `addr >> 8 < 2^24`. Unchecked because a `Table`'s length is not in its type.
+        let mut e = unsafe { *self.tbl24.get_unchecked((addr >> 8) as usize) };
+        // Group indices come only from `alloc_group`, which sized tbl8 to hold them.
         if e & EXT != 0 {
             e = self.tbl8[(((e & VALUE) as usize) << 8) | (addr & 0xff) as usize];
         }

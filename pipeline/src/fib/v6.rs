@@ -23,7 +23,9 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
-use super::{advise_huge, FibError, NextHopId, MAX_NEXT_HOP};
+use ferroplane_hugepages::Table;
+
+use super::{FibError, NextHopId, MAX_NEXT_HOP};
 
 type Map = hashbrown::HashMap<u128, u32, foldhash::fast::FixedState>;
 
@@ -37,7 +39,9 @@ type Map = hashbrown::HashMap<u128, u32, foldhash::fast::FixedState>;
 /// levels keep the low halves beside it in `lo`.
 #[derive(Clone, Default)]
 struct Slots {
-    buckets: Vec<Bucket>,
+    /// In 2 MiB-aligned memory, so that tables of a MiB or more get whole huge pages (see
+    /// [`Table`]; from a `Vec`, 2 of this 11 MiB of buckets for 200k prefixes did).
+    buckets: Table<Bucket>,
     /// Low 64 bits of the keys, per bucket, for levels longer than /64; empty otherwise.
     lo: Vec<[u64; 4]>,
     shift: u32,
@@ -68,9 +72,7 @@ impl Slots {
     /// At least `min_buckets` buckets (a power of two), and two keys per bucket at most.
     fn with_capacity(m: &Map, long: bool, min_buckets: usize) -> Slots {
         let cap = m.len().div_ceil(2).next_power_of_two().max(min_buckets).max(1);
-        let mut buckets = Vec::with_capacity(cap);
-        advise_huge(buckets.as_mut_ptr() as *mut u8, cap * std::mem::size_of::<Bucket>());
-        buckets.resize(cap, Bucket { hi: [0; 4], vals: [EMPTY; 4] });
+        let buckets = Table::filled(cap, Bucket { hi: [0; 4], vals: [EMPTY; 4] });
         let lo = if long { vec![[0u64; 4]; cap] } else { Vec::new() };
         let mut t = Slots { buckets, lo, shift: (64 - cap.trailing_zeros()).min(63), len: 0 };
         for (&k, &v) in m {
