@@ -1,11 +1,11 @@
 //! The whole L3 pipeline (parse, input, route, rewrite) per packet over bursts of 64-byte IPv4
-//! UDP frames, beside a copy-only loop that does what receive does (frame into buffer, metadata
-//! reset) and nothing else, over the same frames in the same run; and the full worker poll over
-//! in-memory ports (inject, receive, pipeline, transmit, drain).
+//! UDP frames (and 62-byte IPv6 ones), beside a copy-only loop that does what receive does
+//! (frame into buffer, metadata reset) and nothing else, over the same frames in the same run;
+//! and the full worker poll over in-memory ports (inject, receive, pipeline, transmit, drain).
 //!
-//! The router holds a full-size table (1M BGP-like IPv4 prefixes) and the frames' destinations
-//! are drawn from inside its prefixes, 256 different bursts in turn, so lookups touch the table
-//! the way a busy router's do rather than one hot cache line.
+//! The router holds full-size tables (1M BGP-like IPv4 prefixes, 200k IPv6) and the frames'
+//! destinations are drawn from inside their prefixes, 256 different bursts in turn, so lookups
+//! touch the tables the way a busy router's do rather than one hot cache line.
 //!
 //! This VM's speed drifts by 2x over minutes (the copy-only loop itself has measured 3 to 24 ns
 //! a packet on different days), and criterion runs one case after the other; so `cargo bench`
@@ -40,6 +40,28 @@ fn frame(i: u16, dst: u32) -> Vec<u8> {
     f
 }
 
+/// A 62-byte IPv6 UDP frame from `fd00:1::2` to `dst` (no payload; the UDP checksum is left 0,
+/// which nothing on the forwarding path reads).
+fn frame6(i: u16, dst: u128) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, 2, 0x86, 0xdd];
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
+    f.extend_from_slice(&(0xfd00_0001u128 << 96 | 2).to_be_bytes());
+    f.extend_from_slice(&dst.to_be_bytes());
+    f.extend_from_slice(&(1024 + i).to_be_bytes());
+    f.extend_from_slice(&[0, 9, 0, 8, 0, 0]);
+    f
+}
+
+/// 256 bursts of 64 IPv6 frames whose destinations lie inside the 200k-prefix IPv6 table's.
+fn bursts6() -> Vec<Vec<Vec<u8>>> {
+    let table = ferroplane_benches::routes::ipv6_table(200_000, 42);
+    let dests = ferroplane_benches::routes::ipv6_destinations(&table, BURST * BURSTS, 7);
+    dests
+        .chunks_exact(BURST)
+        .map(|c| c.iter().enumerate().map(|(i, &d)| frame6(i as u16, d)).collect())
+        .collect()
+}
+
 /// 256 bursts of 64 frames whose destinations lie inside the table's prefixes (the first
 /// `prefixes` of them).
 fn bursts(prefixes: usize) -> Vec<Vec<Vec<u8>>> {
@@ -52,31 +74,38 @@ fn bursts(prefixes: usize) -> Vec<Vec<Vec<u8>>> {
         .collect()
 }
 
-/// A two-port router with a full-size IPv4 table (1M BGP-like prefixes) plus the bench's route.
+/// A two-port router with full-size tables (1M BGP-like IPv4 prefixes, 200k IPv6) plus the
+/// bench's route, every route over a two-way ECMP group.
 fn tables() -> Tables {
     let mut b = TablesBuilder::new(7);
     b.port(PortInfo {
         name: "l".into(),
         mac: [2, 0, 0, 0, 0, 1],
         mtu: 1500,
-        addresses: vec![("10.1.0.1".parse().unwrap(), 24)],
+        addresses: vec![("10.1.0.1".parse().unwrap(), 24), ("fd00:1::1".parse().unwrap(), 64)],
     });
     b.port(PortInfo {
         name: "r".into(),
         mac: [2, 0, 0, 0, 0, 2],
         mtu: 1500,
-        addresses: vec![("10.2.0.1".parse().unwrap(), 24)],
+        addresses: vec![("10.2.0.1".parse().unwrap(), 24), ("fd00:2::1".parse().unwrap(), 64)],
     });
-    let hops: Vec<NextHopSpec> = ["10.2.0.2", "10.2.0.3"]
-        .iter()
-        .map(|a| NextHopSpec { via: Some(a.parse().unwrap()), dev: None, weight: 1 })
-        .collect();
+    let via = |hops: [&str; 2]| -> Vec<NextHopSpec> {
+        hops.iter()
+            .map(|a| NextHopSpec { via: Some(a.parse().unwrap()), dev: None, weight: 1 })
+            .collect()
+    };
+    let (hops, hops6) = (via(["10.2.0.2", "10.2.0.3"]), via(["fd00:2::2", "fd00:2::3"]));
     for (p, len) in ferroplane_benches::routes::ipv4_table(1_000_000, 42) {
         let _ = b.route(IpAddr::V4(p), len, &hops, false);
     }
+    for (p, len) in ferroplane_benches::routes::ipv6_table(200_000, 42) {
+        let _ = b.route(IpAddr::V6(p), len, &hops6, false);
+    }
     b.route("198.51.100.0".parse().unwrap(), 24, &hops, false).unwrap();
-    b.neighbour(1, "10.2.0.2".parse().unwrap(), [2, 0, 0, 0, 2, 2]);
-    b.neighbour(1, "10.2.0.3".parse().unwrap(), [2, 0, 0, 0, 2, 3]);
+    for (i, a) in ["10.2.0.2", "10.2.0.3", "fd00:2::2", "fd00:2::3"].iter().enumerate() {
+        b.neighbour(1, a.parse().unwrap(), [2, 0, 0, 0, 2, 2 + (i as u8 & 1)]);
+    }
     b.build().unwrap()
 }
 
@@ -89,6 +118,7 @@ fn refill(burst: &mut [PacketBuf], frames: &[Vec<u8>]) {
 fn l3(c: &mut Criterion) {
     let t = tables();
     let all = bursts(1_000_000);
+    let all6 = bursts6();
     let mut next = 0;
     let mut pool = Pool::new(BURST, Policy::PreferHuge).unwrap();
     let mut burst: Vec<PacketBuf> = (0..BURST).map(|_| pool.alloc().unwrap()).collect();
@@ -113,6 +143,15 @@ fn l3(c: &mut Criterion) {
             black_box(&mut burst);
         })
     });
+    g.bench_function("pipeline_v6_burst64", |b| {
+        b.iter(|| {
+            refill(&mut burst, &all6[next]);
+            next = (next + 1) % BURSTS;
+            let cx = Context { tables: &t, now_ns: 0 };
+            pipeline.run(&cx, &mut burst);
+            black_box(&mut burst);
+        })
+    });
     // The same burst every time: the table entries it needs stay in cache, which isolates the
     // pipeline's own work from the memory latency of a full-size table.
     g.bench_function("pipeline_burst64_hot", |b| {
@@ -125,14 +164,16 @@ fn l3(c: &mut Criterion) {
     });
     g.finish();
     // Every packet must be forwarded, or the figures measure drops.
-    refill(&mut burst, &all[BURSTS - 1]);
-    pipeline.run(&Context { tables: &t, now_ns: 0 }, &mut burst);
-    assert!(burst
-        .iter()
-        .all(|b| matches!(b.meta.verdict, ferroplane_pipeline::verdict::Verdict::Forward(1))));
+    for frames in [&all[BURSTS - 1], &all6[BURSTS - 1]] {
+        refill(&mut burst, frames);
+        pipeline.run(&Context { tables: &t, now_ns: 0 }, &mut burst);
+        assert!(burst
+            .iter()
+            .all(|b| matches!(b.meta.verdict, ferroplane_pipeline::verdict::Verdict::Forward(1))));
+    }
     // `cargo bench` passes --bench; `cargo test --benches` runs each case once and skips this.
     if std::env::args().any(|a| a == "--bench") {
-        interleaved(&t, &all, &mut pipeline, &mut burst);
+        interleaved(&t, &all, &all6, &mut pipeline, &mut burst);
     }
 }
 
@@ -141,22 +182,31 @@ const ROUNDS: usize = 20_000;
 
 /// The copy-only loop and the pipeline over the full table (the next of the 256 bursts each
 /// round), then both again on one hot burst, then both on 256 bursts whose destinations lie in
-/// just 32 of the table's prefixes, in turn, one burst each, timed one burst at a time. The
-/// last pair tells the two costs of the first apart: its table entries stay in cache like the
-/// hot burst's, but its packets differ burst to burst like the full table's, so branches that
-/// depend on the packet cannot be learnt by the predictor from one repeated burst.
+/// just 32 of the table's prefixes, then both on IPv6 frames over the 200k IPv6 prefixes, in
+/// turn, one burst each, timed one burst at a time. The third pair tells the two costs of the
+/// first apart: its table entries stay in cache like the hot burst's, but its packets differ
+/// burst to burst like the full table's, so branches that depend on the packet cannot be
+/// learnt by the predictor from one repeated burst.
 ///
 /// Prints per packet the 10th percentile and the median of each, and the median of the
 /// per-round differences to the copy-only loop over the same frames (paired in time, so load
 /// that comes and goes cancels out): the pipeline's own cost.
-fn interleaved(t: &Tables, all: &[Vec<Vec<u8>>], pipeline: &mut Pipeline, burst: &mut [PacketBuf]) {
-    const CASES: [&str; 6] = [
+fn interleaved(
+    t: &Tables,
+    all: &[Vec<Vec<u8>>],
+    all6: &[Vec<Vec<u8>>],
+    pipeline: &mut Pipeline,
+    burst: &mut [PacketBuf],
+) {
+    const CASES: [&str; 8] = [
         "copy_only",
         "pipeline (1M prefixes)",
         "copy_only (hot burst)",
         "pipeline (hot burst)",
         "copy_only (32 prefixes)",
         "pipeline (32 prefixes)",
+        "copy_only (IPv6)",
+        "pipeline (IPv6, 200k)",
     ];
     let few = bursts(32);
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); CASES.len()];
@@ -165,7 +215,8 @@ fn interleaved(t: &Tables, all: &[Vec<Vec<u8>>], pipeline: &mut Pipeline, burst:
             let frames = match case {
                 0 | 1 => &all[round % BURSTS],
                 2 | 3 => &all[0],
-                _ => &few[round % BURSTS],
+                4 | 5 => &few[round % BURSTS],
+                _ => &all6[round % BURSTS],
             };
             let start = std::time::Instant::now();
             refill(burst, frames);
