@@ -50,6 +50,21 @@ fn frame(i: u16) -> Vec<u8> {
     f
 }
 
+/// Ethernet + IPv6 + UDP to 2001:db8::N (62 bytes; the UDP checksum, which forwarding does
+/// not read, left 0).
+fn frame6(i: u16) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, 2, 0x86, 0xdd];
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
+    f.extend_from_slice(&"fd00:1::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    let dst = u128::from("2001:db8::".parse::<std::net::Ipv6Addr>().unwrap()) | u128::from(i) << 64;
+    f.extend_from_slice(&dst.to_be_bytes());
+    f.extend_from_slice(&(1024 + i).to_be_bytes());
+    f.extend_from_slice(&[0, 9, 0, 8, 0, 0]);
+    f
+}
+
+/// A burst of IPv4 and IPv6 frames (the route stage gathers the IPv6 ones into one burst
+/// lookup) allocates nothing once the structures have been touched.
 #[test]
 fn steady_state_burst_allocates_nothing() {
     let mut b = TablesBuilder::new(7);
@@ -57,23 +72,29 @@ fn steady_state_burst_allocates_nothing() {
         name: "l".into(),
         mac: [2, 0, 0, 0, 0, 1],
         mtu: 1500,
-        addresses: vec![("10.1.0.1".parse().unwrap(), 24)],
+        addresses: vec![("10.1.0.1".parse().unwrap(), 24), ("fd00:1::1".parse().unwrap(), 64)],
     });
     b.port(PortInfo {
         name: "r".into(),
         mac: [2, 0, 0, 0, 0, 2],
         mtu: 1500,
-        addresses: vec![("10.2.0.1".parse().unwrap(), 24)],
+        addresses: vec![("10.2.0.1".parse().unwrap(), 24), ("fd00:2::1".parse().unwrap(), 64)],
     });
-    let hops: Vec<NextHopSpec> = ["10.2.0.2", "10.2.0.3"]
-        .iter()
-        .map(|a| NextHopSpec { via: Some(a.parse().unwrap()), dev: None, weight: 1 })
-        .collect();
-    b.route("198.51.100.0".parse::<IpAddr>().unwrap(), 24, &hops, false).unwrap();
-    b.neighbour(1, "10.2.0.2".parse().unwrap(), [2, 0, 0, 0, 2, 2]);
-    b.neighbour(1, "10.2.0.3".parse().unwrap(), [2, 0, 0, 0, 2, 3]);
+    let via = |hops: [&str; 2]| -> Vec<NextHopSpec> {
+        hops.iter()
+            .map(|a| NextHopSpec { via: Some(a.parse().unwrap()), dev: None, weight: 1 })
+            .collect()
+    };
+    b.route("198.51.100.0".parse::<IpAddr>().unwrap(), 24, &via(["10.2.0.2", "10.2.0.3"]), false)
+        .unwrap();
+    b.route("2001:db8::".parse::<IpAddr>().unwrap(), 32, &via(["fd00:2::2", "fd00:2::3"]), false)
+        .unwrap();
+    for (i, a) in ["10.2.0.2", "10.2.0.3", "fd00:2::2", "fd00:2::3"].iter().enumerate() {
+        b.neighbour(1, a.parse().unwrap(), [2, 0, 0, 0, 2, 2 + (i as u8 & 1)]);
+    }
     let mut r = OfflineRouter::new(b.build().unwrap()).unwrap();
-    let frames: Vec<Vec<u8>> = (0..64).map(frame).collect();
+    let frames: Vec<Vec<u8>> =
+        (0..64).map(|i| if i % 2 == 0 { frame(i) } else { frame6(i) }).collect();
 
     // Warm-up: first touches of every structure.
     for round in 0..3 {

@@ -431,7 +431,8 @@ impl Fib6 {
                     continue;
                 }
                 let mut k = 0;
-                // At most MAX_CANDIDATES bits (the build guarantees it; `take` makes it plain).
+                // The build lists at most MAX_CANDIDATES levels; `k` keeps `cands` in bounds
+                // whatever an entry says.
                 while bits != 0 && k < MAX_CANDIDATES {
                     let b = 31 - bits.leading_zeros();
                     bits &= !(1 << b);
@@ -457,7 +458,8 @@ impl Fib6 {
                     t.prefetch_bucket(home[i]);
                 }
                 if first {
-                    // Round 2 for the region lanes (their buckets were prefetched in round 1).
+                    // Round 2 for the region lanes, whose buckets were prefetched as round 1
+                    // resolved. Longest first: the first hit answers.
                     first = false;
                     for &l in &cand_lanes[..ncand_lanes] {
                         let i = l as usize;
