@@ -29,9 +29,10 @@ pub trait Stage: Send {
     fn process(&mut self, cx: &Context<'_>, burst: &mut [PacketBuf]);
 }
 
-/// A stage whose work on one packet does not depend on the burst's other packets (all of the
-/// L3 path's stages, tunnel decap and encap): it writes only the per-packet step and gets the
-/// burst loop from the blanket [`Stage`] impl.
+/// A stage whose work on one packet does not depend on the burst's other packets (parse, input,
+/// rewrite, tunnel decap and encap): it writes only the per-packet step and gets the burst loop
+/// from the blanket [`Stage`] impl. The route stage is a whole-burst [`Stage`] instead, so that
+/// its IPv6 lookups run as one burst lookup.
 ///
 /// Each stays its own pass over the burst (VPP's vector model). Fusing them was measured and is
 /// slower here: a generic stage running parse, decap and input (then route, rewrite and encap)
