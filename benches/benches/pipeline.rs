@@ -9,10 +9,12 @@
 //!
 //! This VM's speed drifts by 2x over minutes (the copy-only loop itself has measured 3 to 24 ns
 //! a packet on different days), and criterion runs one case after the other; so `cargo bench`
-//! ends with an interleaved pass ([`interleaved`], `ferroplane_benches::interleave`): the six
+//! ends with an interleaved pass ([`interleaved`], `ferroplane_benches::interleave`): the eight
 //! cases in turn, one burst each, for thousands of rounds, so they see the same load, with the
 //! pipeline's own cost as the per-round difference to the copy-only loop. Those are the figures
-//! the README quotes.
+//! the README quotes. `PIPELINE_BENCH_ONLY=v6,copy_v6` limits that pass to the cases with those
+//! keys (see [`CASES`]) and `PIPELINE_BENCH_ROUNDS` sets its length, for a profile or an
+//! instruction count of one case (`BENCH=pipeline scripts/instr-count.sh v6`).
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -177,8 +179,31 @@ fn l3(c: &mut Criterion) {
     }
 }
 
-/// Rounds of the interleaved pass (each runs every case once, on the next of the 256 bursts).
+/// Rounds of the interleaved pass (each runs every case once, on the next of the 256 bursts);
+/// `PIPELINE_BENCH_ROUNDS` sets another number.
 const ROUNDS: usize = 20_000;
+
+/// The interleaved pass's cases: (key for `PIPELINE_BENCH_ONLY`, name printed). Pipeline cases
+/// sit at odd indices, each after the copy-only loop over the same frames.
+const CASES: [(&str, &str); 8] = [
+    ("copy", "copy_only"),
+    ("full", "pipeline (1M prefixes)"),
+    ("copy_hot", "copy_only (hot burst)"),
+    ("hot", "pipeline (hot burst)"),
+    ("copy_few", "copy_only (32 prefixes)"),
+    ("few", "pipeline (32 prefixes)"),
+    ("copy_v6", "copy_only (IPv6)"),
+    ("v6", "pipeline (IPv6, 200k)"),
+];
+
+/// Whether the interleaved pass runs the case with this key: all, or with
+/// `PIPELINE_BENCH_ONLY=a,b` those named.
+fn selected(key: &str) -> bool {
+    match std::env::var("PIPELINE_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|w| key == w),
+        Err(_) => true,
+    }
+}
 
 /// The copy-only loop and the pipeline over the full table (the next of the 256 bursts each
 /// round), then both again on one hot burst, then both on 256 bursts whose destinations lie in
@@ -198,20 +223,16 @@ fn interleaved(
     pipeline: &mut Pipeline,
     burst: &mut [PacketBuf],
 ) {
-    const CASES: [&str; 8] = [
-        "copy_only",
-        "pipeline (1M prefixes)",
-        "copy_only (hot burst)",
-        "pipeline (hot burst)",
-        "copy_only (32 prefixes)",
-        "pipeline (32 prefixes)",
-        "copy_only (IPv6)",
-        "pipeline (IPv6, 200k)",
-    ];
+    let rounds = std::env::var("PIPELINE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok());
+    let rounds = rounds.unwrap_or(ROUNDS);
+    let on: Vec<bool> = CASES.iter().map(|(key, _)| selected(key)).collect();
     let few = bursts(32);
-    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); CASES.len()];
-    for round in 0..ROUNDS {
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); CASES.len()];
+    for round in 0..rounds {
         for (case, s) in samples.iter_mut().enumerate() {
+            if !on[case] {
+                continue;
+            }
             let frames = match case {
                 0 | 1 => &all[round % BURSTS],
                 2 | 3 => &all[0],
@@ -227,14 +248,19 @@ fn interleaved(
             s.push(start.elapsed().as_nanos() as f64 / BURST as f64);
         }
     }
-    println!("\ninterleaved: {ROUNDS} rounds, ns per packet (wall time per burst / 64)");
+    println!("\ninterleaved: {rounds} rounds, ns per packet (wall time per burst / 64)");
     println!("{:<26} {:>7} {:>7} {:>20}", "case", "p10", "median", "- copy_only (paired)");
-    for (i, name) in CASES.iter().enumerate() {
+    for (i, (_, name)) in CASES.iter().enumerate().filter(|&(i, _)| on[i]) {
+        let copy = i / 2 * 2;
+        let paired = if on[copy] {
+            format!("{:+.1}", paired_median(&samples[i], &samples[copy]))
+        } else {
+            "-".to_string()
+        };
         println!(
-            "{name:<26} {:>7.1} {:>7.1} {:>+20.1}",
+            "{name:<26} {:>7.1} {:>7.1} {paired:>20}",
             quantile(&samples[i], 0.1),
             quantile(&samples[i], 0.5),
-            paired_median(&samples[i], &samples[i / 2 * 2])
         );
     }
 }
